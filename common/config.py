@@ -1,0 +1,263 @@
+"""The one TOML configuration file both daemons read.
+
+Every key is declared here with its type and default, so an unknown key or a
+bad value stops start-up with the file, the dotted key and what is wrong,
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+DEFAULT_PATH = "/etc/mailpair/mailpair.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the administrator."""
+
+
+class Duration(float):
+    """Seconds; written in the file as 30, "30s", "5m", "4h" or "5d"."""
+
+
+class Size(int):
+    """Bytes; written as 1048576, "512K", "25M" or "1G"."""
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_duration(value: Any) -> Duration:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 4h or 5d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return Duration(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value.lower())
+        if m:
+            return Duration(float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"])
+    raise ValueError(f"expected a duration such as 30s, 5m, 4h or 5d, got {value!r}")
+
+
+def parse_size(value: Any) -> Size:
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 25M")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return Size(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)i?b?\s*", value.lower())
+        if m:
+            return Size(int(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    raise ValueError(f"expected a size such as 1048576, 512K or 25M, got {value!r}")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:25', '[::1]:587' or ':25' (all IPv4 addresses) -> (host, port)."""
+    m = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})", value.strip())
+    if not m:
+        raise ValueError(f"expected host:port such as 127.0.0.1:25 or [::]:25, got {value!r}")
+    host = m.group(1) if m.group(1) is not None else (m.group(2) or "0.0.0.0")
+    port = int(m.group(3))
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    spool: Path = Path("/var/spool/mailpair")
+    # A user's Maildir is <mail>/<domain>/<local part>/Maildir.
+    mail: Path = Path("/var/vmail")
+    run: Path = Path("/run/mailpair")
+    users: Path = Path("/etc/mailpair/users")
+    aliases: Path = Path("/etc/mailpair/aliases")
+    # Empty means <run>/lmtp.sock; set it to hand mail to another LMTP server.
+    lmtp_socket: str = ""
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: Path = Path("/etc/mailpair/tls/cert.pem")
+    key: Path = Path("/etc/mailpair/tls/key.pem")
+    # Development only: make a self-signed pair at start-up when the files are missing.
+    self_signed: bool = False
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "json"
+    level: str = "info"
+
+    def check(self) -> None:
+        if self.format not in ("json", "console"):
+            raise ConfigError(f"format: expected 'json' or 'console', got {self.format!r}")
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"level: expected debug, info, warning or error, got {self.level!r}"
+            )
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    # How long a successful password check is remembered, so a client that
+    # logs in often does not pay for argon2 every time. 0 switches it off.
+    cache_ttl: Duration = Duration(60)
+    # Delay before answering a wrong password, to slow down guessing.
+    failure_delay: Duration = Duration(1)
+
+
+@dataclass(frozen=True)
+class MTAConfig:
+    smtp: list[str] = field(default_factory=lambda: ["0.0.0.0:25"])
+    submission: list[str] = field(default_factory=lambda: ["0.0.0.0:587"])
+    # Implicit TLS submission (RFC 8314); an empty list switches it off.
+    submissions: list[str] = field(default_factory=lambda: ["0.0.0.0:465"])
+    user: str = "mailpair"
+    group: str = "mailpair"
+    max_message_size: Size = Size(36 * 1024 * 1024)
+    max_recipients: int = 1000
+    # Seconds between delivery attempts; the last step repeats until expiry.
+    retry_schedule: list[Duration] = field(
+        default_factory=lambda: [
+            Duration(x) for x in (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400)
+        ]
+    )
+    queue_lifetime: Duration = Duration(5 * 86400)
+    delivery_concurrency: int = 20
+    session_timeout: Duration = Duration(300)
+
+    def check(self) -> None:
+        for name in ("smtp", "submission", "submissions"):
+            for item in getattr(self, name):
+                try:
+                    parse_listen(item)
+                except ValueError as e:
+                    raise ConfigError(f"{name}: {e}") from None
+        if not self.retry_schedule:
+            raise ConfigError("retry_schedule: needs at least one interval")
+        for name in ("max_recipients", "delivery_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class MDAConfig:
+    user: str = "vmail"
+    group: str = "vmail"
+    # Maildir++ folders every new mailbox gets, with their SPECIAL-USE flag.
+    folders: list[str] = field(
+        default_factory=lambda: ["Sent", "Drafts", "Trash", "Junk", "Archive"]
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    hostname: str = "localhost"
+    domains: list[str] = field(default_factory=list)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    mta: MTAConfig = field(default_factory=MTAConfig)
+    mda: MDAConfig = field(default_factory=MDAConfig)
+    # Where the file was read from, for messages and for children to re-read.
+    source: str = ""
+
+    def check(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", self.hostname):
+            raise ConfigError(f"hostname: {self.hostname!r} is not a valid host name")
+        for d in self.domains:
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", d):
+                raise ConfigError(
+                    f"domains: {d!r} is not a valid domain (use lower case, no spaces)"
+                )
+
+    @property
+    def lmtp_socket(self) -> Path:
+        return Path(self.paths.lmtp_socket) if self.paths.lmtp_socket else (
+            self.paths.run / "lmtp.sock"
+        )
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower() in self.domains
+
+
+_CONVERTERS = {Duration: parse_duration, Size: parse_size}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", Path: "a path"}
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    if tp in _CONVERTERS:
+        try:
+            return _CONVERTERS[tp](value)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+    if get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner,) = get_args(tp)
+        return [_convert(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table [{key}], got {value!r}")
+        return _build(tp, value, key + ".")
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path, got {value!r}")
+        return Path(value)
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{key}: expected {_TYPE_NAMES.get(tp, tp.__name__)}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    for key in data:
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{prefix}{key}: unknown key (known here: {known})")
+    kwargs = {k: _convert(hints[k], v, prefix + k) for k, v in data.items()}
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ConfigError as e:
+            raise ConfigError(f"{prefix}{e}") from None
+    return obj
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    try:
+        cfg = _build(Config, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    cfg = dataclasses.replace(cfg, domains=[d.lower() for d in cfg.domains], source=source)
+    if cfg.paths.spool == cfg.paths.mail:
+        raise ConfigError(f"{source}: paths.mail: must differ from paths.spool")
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return from_dict(data, str(path.resolve()))

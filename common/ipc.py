@@ -1,0 +1,191 @@
+"""Framed messages between the processes of one daemon.
+
+A frame is a 4-byte big-endian length and a JSON object. A request carries
+an `id` and an `op`; its answer carries the same `id` and `ok`. Requests on
+one connection are served concurrently and answered as they finish.
+
+The listening sockets are bound by the parent and handed to the serving
+child by descriptor, so a client that connects while that child restarts
+waits in the backlog instead of failing; a client reconnects by path after
+its peer died, so restarting one child never requires restarting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from common import log
+
+MAX_FRAME = 64 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class IPCError(Exception):
+    """The peer is unreachable, answered late, or reported a failure."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME:
+        raise IPCError(f"frame of {len(body)} bytes is over the limit")
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Bytes in, messages out; knows nothing of sockets."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buf += data
+        out = []
+        while len(self._buf) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buf)
+            if size > MAX_FRAME:
+                raise IPCError(f"frame of {size} bytes is over the limit")
+            if len(self._buf) < _HEADER.size + size:
+                break
+            body = bytes(self._buf[_HEADER.size : _HEADER.size + size])
+            del self._buf[: _HEADER.size + size]
+            try:
+                msg = json.loads(body)
+            except ValueError as e:
+                raise IPCError(f"frame is not JSON: {e}") from None
+            if not isinstance(msg, dict):
+                raise IPCError("frame is not a JSON object")
+            out.append(msg)
+        return out
+
+
+def bind_unix(path: Path, mode: int = 0o660) -> socket.socket:
+    """Bind a listening Unix socket at path, replacing a stale one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(mode)
+    sock.listen(128)
+    return sock
+
+
+async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> asyncio.Server:
+    """Answer requests arriving on a listening socket with the named handlers."""
+    logger = log.get()
+
+    async def run_one(msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        rid = msg.get("id")
+        handler = handlers.get(str(msg.get("op")))
+        if handler is None:
+            reply: dict[str, Any] = {"ok": False, "error": f"unknown op {msg.get('op')!r}"}
+        else:
+            try:
+                reply = await handler(msg)
+                reply.setdefault("ok", True)
+            except Exception as e:  # a failing request must not take the server down
+                logger.exception("ipc request failed", op=msg.get("op"))
+                reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        reply["id"] = rid
+        if not writer.is_closing():
+            writer.write(encode(reply))
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        tasks: set[asyncio.Task] = set()
+        try:
+            while data := await reader.read(65536):
+                for msg in decoder.feed(data):
+                    t = asyncio.create_task(run_one(msg, writer))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                await writer.drain()
+        except (IPCError, ConnectionError) as e:
+            logger.warning("ipc connection dropped", error=str(e))
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+
+    sock.setblocking(False)
+    return await asyncio.start_unix_server(on_client, sock=sock)
+
+
+class Client:
+    """Calls a peer by socket path; connects lazily and again after a failure."""
+
+    def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+        self._reader_task: asyncio.Task | None = None
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        async with self._lock:
+            if self._writer is not None and not self._writer.is_closing():
+                return self._writer
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(self.path), self.timeout
+                )
+            except (OSError, TimeoutError) as e:
+                raise IPCError(f"cannot reach {self.path}: {e}") from None
+            self._writer = writer
+            self._reader_task = asyncio.create_task(self._read_loop(reader, writer))
+            return writer
+
+    async def _read_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        decoder = FrameDecoder()
+        try:
+            while data := await reader.read(65536):
+                for msg in decoder.feed(data):
+                    fut = self._pending.pop(msg.get("id"), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+        except (IPCError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(IPCError(f"{self.path} closed the connection"))
+            self._pending.clear()
+
+    async def call(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
+        """Send one request and wait for its answer; IPCError when none comes."""
+        writer = await self._connect()
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        writer.write(encode({"id": rid, "op": op, **args}))
+        try:
+            await writer.drain()
+            reply = await asyncio.wait_for(fut, timeout or self.timeout)
+        except (ConnectionError, TimeoutError) as e:
+            self._pending.pop(rid, None)
+            raise IPCError(f"{op} to {self.path}: {e or 'timed out'}") from None
+        if not reply.get("ok"):
+            raise IPCError(f"{op} to {self.path} failed: {reply.get('error')}")
+        return reply
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
