@@ -177,9 +177,9 @@ class Config:
         if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", self.hostname):
             raise ConfigError(f"hostname: {self.hostname!r} is not a valid host name")
         for d in self.domains:
-            if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", d):
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", d):
                 raise ConfigError(
-                    f"domains: {d!r} is not a valid domain (use lower case, no spaces)"
+                    f"domains: {d!r} is not a valid domain name"
                 )
 
     @property

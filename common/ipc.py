@@ -1,8 +1,10 @@
 """Framed messages between the processes of one daemon.
 
-A frame is a 4-byte big-endian length and a JSON object. A request carries
-an `id` and an `op`; its answer carries the same `id` and `ok`. Requests on
-one connection are served concurrently and answered as they finish.
+A frame is a 4-byte big-endian length and a JSON object. A request is
+`{"seq": n, "op": name, "args": {...}}`; its answer is `{"seq": n, "ok":
+true, "result": {...}}` or `{"seq": n, "ok": false, "error": "..."}`.
+Requests on one connection are served concurrently and answered as they
+finish.
 
 The listening sockets are bound by the parent and handed to the serving
 child by descriptor, so a client that connects while that child restarts
@@ -85,18 +87,18 @@ async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> asyncio.Se
     logger = log.get()
 
     async def run_one(msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        rid = msg.get("id")
         handler = handlers.get(str(msg.get("op")))
-        if handler is None:
-            reply: dict[str, Any] = {"ok": False, "error": f"unknown op {msg.get('op')!r}"}
+        args = msg.get("args")
+        reply: dict[str, Any]
+        if handler is None or not isinstance(args, dict):
+            reply = {"ok": False, "error": f"bad request for op {msg.get('op')!r}"}
         else:
             try:
-                reply = await handler(msg)
-                reply.setdefault("ok", True)
+                reply = {"ok": True, "result": await handler(args)}
             except Exception as e:  # a failing request must not take the server down
                 logger.exception("ipc request failed", op=msg.get("op"))
                 reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-        reply["id"] = rid
+        reply["seq"] = msg.get("seq")
         if not writer.is_closing():
             writer.write(encode(reply))
 
@@ -112,6 +114,8 @@ async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> asyncio.Se
                 await writer.drain()
         except (IPCError, ConnectionError) as e:
             logger.warning("ipc connection dropped", error=str(e))
+        except asyncio.CancelledError:
+            pass  # the server is closing
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -152,7 +156,7 @@ class Client:
         try:
             while data := await reader.read(65536):
                 for msg in decoder.feed(data):
-                    fut = self._pending.pop(msg.get("id"), None)
+                    fut = self._pending.pop(msg.get("seq"), None)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
         except (IPCError, ConnectionError):
@@ -167,21 +171,21 @@ class Client:
             self._pending.clear()
 
     async def call(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
-        """Send one request and wait for its answer; IPCError when none comes."""
+        """Send one request and return its result; IPCError when none comes."""
         writer = await self._connect()
-        rid = next(self._ids)
+        seq = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        writer.write(encode({"id": rid, "op": op, **args}))
+        self._pending[seq] = fut
+        writer.write(encode({"seq": seq, "op": op, "args": args}))
         try:
             await writer.drain()
             reply = await asyncio.wait_for(fut, timeout or self.timeout)
         except (ConnectionError, TimeoutError) as e:
-            self._pending.pop(rid, None)
-            raise IPCError(f"{op} to {self.path}: {e or 'timed out'}") from None
+            self._pending.pop(seq, None)
+            raise IPCError(f"{op} to {self.path}: {str(e) or 'timed out'}") from None
         if not reply.get("ok"):
             raise IPCError(f"{op} to {self.path} failed: {reply.get('error')}")
-        return reply
+        return reply.get("result") or {}
 
     async def close(self) -> None:
         if self._writer is not None:

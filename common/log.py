@@ -36,10 +36,10 @@ def setup(fmt: str = "console", level: str = "info", **bind: str) -> None:
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(pid=os.getpid(), **bind)
-    # aiosmtpd logs every command through the standard library at INFO,
-    # which would double our own lines; keep only its warnings.
+    # aiosmtpd logs every command through the standard library at INFO and
+    # warns of its own deprecations on every login; our lines say what matters.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:

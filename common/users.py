@@ -171,7 +171,9 @@ class UserDB:
         if domain not in self.local_domains:
             return Resolution("remote", (address,))
         found: list[str] = []
-        if not self._expand(address, found, set(), 0):
+        # A loop of aliases that never reaches a mailbox finds nothing: unknown,
+        # so the sender hears it instead of mail going nowhere.
+        if not self._expand(address, found, set(), 0) or not found:
             return Resolution("unknown")
         return Resolution("local", tuple(dict.fromkeys(found)))
 

@@ -1,0 +1,274 @@
+"""mdad's lmtp process: takes mail from the MTA over LMTP and stores it in Maildirs.
+
+aiosmtpd speaks the protocol; `Delivery` holds our rules (who is a
+recipient, one reply per recipient after DATA), `LMTPServer` the socket and
+a graceful stop. A recipient's 250 goes out only once its copy is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import re
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import Envelope
+
+from common import child, ipc, log
+from common.child import ChildContext
+from common.config import Config
+from common.smtpserver import MailLMTP
+from common.users import SUBADDRESS_DELIMITER
+from mda.store import maildir
+
+STOP_GRACE = 10.0
+# The queue id is in the topmost Received header, well inside the first 64 KiB.
+_HEADER_SCAN = 64 * 1024
+_RECEIVED_ID = re.compile(rb"(?:^|\s)id\s+<?([A-Za-z0-9][A-Za-z0-9._-]*)>?", re.IGNORECASE)
+
+
+def queue_id_from(message: bytes) -> str | None:
+    """The MTA's queue id from `... id <QUEUEID>` in the first Received header."""
+    head = message[:_HEADER_SCAN].replace(b"\r\n", b"\n")
+    head = head.split(b"\n\n", 1)[0]
+    lines = head.split(b"\n")
+    for i, line in enumerate(lines):
+        if line[:9].lower() != b"received:":
+            continue
+        field = [line[9:]]
+        for cont in lines[i + 1 :]:  # folded continuation lines
+            if cont[:1] not in (b" ", b"\t"):
+                break
+            field.append(cont)
+        m = _RECEIVED_ID.search(b" ".join(field))
+        return m.group(1).decode("ascii") if m else None
+    return None
+
+
+def local_queue_id() -> str:
+    """For a message that came without one, so its log lines still belong together."""
+    return "L" + secrets.token_hex(6).upper()
+
+
+@dataclass(frozen=True)
+class Recipient:
+    rcpt: str  # as the MTA sent it, +detail included
+    mailbox: str  # the user's canonical address
+    maildir: Path
+
+
+def _recipients(envelope: Envelope) -> list[Recipient]:
+    # aiosmtpd makes a fresh Envelope after DATA and RSET, so what we keep on
+    # it cannot leak into the next transaction.
+    if not hasattr(envelope, "mailpair_recipients"):
+        envelope.mailpair_recipients = []  # type: ignore[attr-defined]
+    return envelope.mailpair_recipients  # type: ignore[attr-defined]
+
+
+def _failure_reply(rcpt: str, error: BaseException) -> str:
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC:
+        return f"452 4.3.1 <{rcpt}> insufficient system storage, try again later"
+    if code == errno.EDQUOT:
+        return f"552 5.2.2 <{rcpt}> mailbox is full"
+    return f"451 4.3.0 <{rcpt}> temporary delivery failure, try again later"
+
+
+class Delivery:
+    """aiosmtpd handler: recipients checked with the auth process, DATA stored per recipient."""
+
+    def __init__(self, cfg: Config, auth: ipc.Client) -> None:
+        self.cfg = cfg
+        self.auth = auth
+        self.log = log.get()
+
+    async def lookup(self, address: str) -> str | None:
+        """The mailbox for a recipient: the user, or the user without +detail."""
+        reply = await self.auth.call("user", address=address)
+        if reply.get("exists"):
+            return str(reply["address"])
+        local, _, domain = address.rpartition("@")
+        base = local.split(SUBADDRESS_DELIMITER, 1)[0]
+        if base and base != local:
+            reply = await self.auth.call("user", address=f"{base}@{domain}")
+            if reply.get("exists"):
+                return str(reply["address"])
+        return None
+
+    async def handle_EHLO(self, server, session, envelope, hostname: str, responses):
+        # RFC 2033 4.1: an LMTP server must offer both; aiosmtpd lists neither.
+        session.host_name = hostname
+        return responses[:-1] + ["250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_RCPT(self, server, session, envelope, address: str, options) -> str:
+        try:
+            mailbox = await self.lookup(address)
+        except ipc.IPCError as e:
+            self.log.warning("recipient check failed", rcpt=address, error=str(e))
+            return f"451 4.3.0 <{address}>: cannot check the recipient now, try again later"
+        if mailbox is None:
+            self.log.info("recipient rejected", rcpt=address, reason="user unknown")
+            return f"550 5.1.1 <{address}>: user unknown"
+        try:
+            path = maildir.maildir_path(self.cfg.paths.mail, mailbox)
+        except ValueError as e:
+            # The users file holds a name we cannot store: the admin must fix it.
+            self.log.error("mailbox name not usable", rcpt=address, mailbox=mailbox, error=str(e))
+            return f"451 4.3.5 <{address}>: mailbox not available, try again later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        _recipients(envelope).append(Recipient(address, mailbox, path))
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        content: bytes = envelope.original_content or b""
+        queue_id = queue_id_from(content) or local_queue_id()
+        sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
+        recipients = _recipients(envelope)
+        # RFC 2033: one reply per accepted recipient, in RCPT order; aiosmtpd
+        # sends what we return, so all but the last are pushed here.
+        for r in recipients[:-1]:
+            await server.push(await self._deliver_one(r, sender, content, queue_id))
+        return await self._deliver_one(recipients[-1], sender, content, queue_id)
+
+    async def _deliver_one(self, r: Recipient, sender: str, content: bytes, qid: str) -> str:
+        head = f"Return-Path: <{sender}>\r\nDelivered-To: {r.rcpt}\r\n"
+        header = head.encode("utf-8", "surrogateescape")
+        try:
+            name = await asyncio.to_thread(self._store, r.maildir, header, content)
+        except Exception as e:  # one recipient's failure must not touch the others
+            reply = _failure_reply(r.rcpt, e)
+            level = self.log.warning if isinstance(e, OSError) else self.log.exception
+            level("delivery failed", queue_id=qid, rcpt=r.rcpt, mailbox=r.mailbox,
+                  error=str(e), result=reply)
+            return reply
+        self.log.info("delivered", queue_id=qid, rcpt=r.rcpt, mailbox=r.mailbox,
+                      file=name, result="250")
+        return f"250 2.0.0 <{r.rcpt}> delivered"
+
+    def _store(self, path: Path, header: bytes, content: bytes) -> str:
+        maildir.ensure_maildir(path, self.cfg.mda.folders)
+        return maildir.deliver(path, header + content)
+
+
+class LMTPSession(MailLMTP):
+    """One connection; tells the server when it is between transactions."""
+
+    def __init__(self, handler: Any, sessions: LMTPServer, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+        self._in_data = False
+
+    @property
+    def idle(self) -> bool:
+        return not self._in_data and not (self.envelope and self.envelope.mail_from)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # written replies are still flushed first
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._sessions.open.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self._sessions.closed(self)
+
+    @functools.wraps(MailLMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self._sessions.stopping:
+            await self.push("421 4.3.2 shutting down, try again later")
+            self.close()
+            return
+        await super().smtp_MAIL(arg)
+
+    @functools.wraps(MailLMTP.smtp_RSET)
+    async def smtp_RSET(self, arg: str) -> None:
+        await super().smtp_RSET(arg)
+        self._sessions.settled(self)
+
+    @functools.wraps(MailLMTP.smtp_DATA)
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)  # returns after the last reply is written
+        finally:
+            self._in_data = False
+            self._sessions.settled(self)
+
+
+class LMTPServer:
+    """Serves LMTP on a listening Unix socket; stops without cutting a transaction short."""
+
+    def __init__(self, cfg: Config, handler: Delivery) -> None:
+        self.cfg = cfg
+        self.handler = handler
+        self.open: set[LMTPSession] = set()
+        self.stopping = False
+        self._server: asyncio.Server | None = None
+        self._all_closed = asyncio.Event()
+
+    def _session(self) -> LMTPSession:
+        return LMTPSession(
+            self.handler,
+            self,
+            hostname=self.cfg.hostname,
+            ident="LMTP mailpair",
+            enable_SMTPUTF8=True,
+            # The MTA's Received header and dot-stuffing make a message a
+            # little larger than what it accepted.
+            data_size_limit=self.cfg.mta.max_message_size + 64 * 1024,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def start(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._session, sock=sock)
+
+    def settled(self, session: LMTPSession) -> None:
+        if self.stopping and session.idle:
+            session.close()
+
+    def closed(self, session: LMTPSession) -> None:
+        self.open.discard(session)
+        if self.stopping and not self.open:
+            self._all_closed.set()
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Accept no more; close idle sessions now, busy ones when done or after grace."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        if not self.open:
+            return
+        for s in list(self.open):
+            self.settled(s)
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), grace)
+        except TimeoutError:
+            log.get().warning("closing busy LMTP sessions", sessions=len(self.open))
+            for s in list(self.open):
+                s.close()
+
+
+async def main(ctx: ChildContext) -> None:
+    cfg = ctx.cfg
+    auth = ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=10.0)
+    server = LMTPServer(cfg, Delivery(cfg, auth))
+    await server.start(ctx.sockets["lmtp"][0])
+    log.get().info("ready", mail=str(cfg.paths.mail))
+    await ctx.stopping.wait()
+    await server.stop()
+    await auth.close()
+    log.get().info("stopped")
+
+
+if __name__ == "__main__":
+    child.run("mdad", "lmtp", main)

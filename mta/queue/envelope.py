@@ -1,0 +1,61 @@
+"""The envelope of a queued message: who sent it, and each recipient's state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+LMTP, SMTP = "lmtp", "smtp"
+
+
+@dataclass
+class Recipient:
+    address: str  # where it is delivered, after alias expansion
+    original: str  # as the client gave it in RCPT TO
+    route: str  # LMTP to the MDA, or SMTP to another domain's MX
+    state: str = PENDING
+    attempts: int = 0
+    last_reply: str = ""
+
+
+@dataclass
+class Envelope:
+    id: str
+    sender: str
+    recipients: list[Recipient]
+    created: float
+    size: int = 0
+    helo: str = ""
+    client: str = ""
+    auth_user: str | None = None
+    body_8bit: bool = False
+    smtputf8: bool = False
+    attempts: int = 0
+    next_try: float = 0.0
+    last_error: str = ""
+
+    def pending(self, route: str | None = None) -> list[Recipient]:
+        return [r for r in self.recipients
+                if r.state == PENDING and (route is None or r.route == route)]
+
+    @property
+    def done(self) -> bool:
+        return not self.pending()
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        raw = json.loads(data)
+        raw["recipients"] = [Recipient(**r) for r in raw["recipients"]]
+        return cls(**raw)
+
+
+@dataclass
+class DeliveryResult:
+    """One recipient's answer from the next hop."""
+
+    address: str
+    reply: str = field(default="")

@@ -1,0 +1,139 @@
+"""The spool on the filesystem: one file for the message, one for the envelope.
+
+    incoming/<id>.msg, <id>.env   written and fsynced by the smtp process
+    queue/<id>.msg, <id>.env      renamed in by the queue process (commit)
+
+A message is committed when its envelope is in queue/ and the directory is
+fsynced; only then may the client hear 250. The .msg file is renamed first,
+so an .env in queue/ always has its message beside it, and a .msg with no
+.env was never acknowledged and may go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import time
+from pathlib import Path
+
+from mta.queue.envelope import Envelope
+
+INCOMING, QUEUE = "incoming", "queue"
+
+
+async def lock_exclusive(root: Path, timeout: float) -> object:
+    """Hold the spool's lock for as long as the returned file stays open."""
+    f = open(root / "queue.lock", "a+")  # noqa: SIM115 - held for the process's life
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if asyncio.get_running_loop().time() > deadline:
+                f.close()
+                raise RuntimeError("another queue process holds the spool lock") from None
+            await asyncio.sleep(0.2)
+
+
+def create_dirs(root: Path) -> None:
+    for sub in (INCOMING, QUEUE):
+        (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def new_id() -> str:
+    """Time-ordered and unique: 11 hex digits of microseconds, 6 random."""
+    return f"{time.time_ns() // 1000 & 0xFFFFFFFFFFF:011X}{secrets.token_hex(3).upper()}"
+
+
+def valid_id(qid: str) -> bool:
+    return len(qid) == 17 and all(c in "0123456789ABCDEF" for c in qid)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_incoming(root: Path, env: Envelope, message: bytes) -> None:
+    """Write both files into incoming/ and fsync them; OSError (ENOSPC...) propagates."""
+    base = root / INCOMING / env.id
+    try:
+        _write_synced(base.with_suffix(".msg"), message)
+        _write_synced(base.with_suffix(".env"), env.to_bytes())
+    except BaseException:
+        discard_incoming(root, env.id)
+        raise
+
+
+def discard_incoming(root: Path, qid: str) -> None:
+    for suffix in (".msg", ".env"):
+        with contextlib.suppress(FileNotFoundError):
+            (root / INCOMING / (qid + suffix)).unlink()
+
+
+def commit(root: Path, qid: str) -> Envelope:
+    """Move a message from incoming/ into the queue, durably."""
+    src, dst = root / INCOMING / qid, root / QUEUE / qid
+    os.rename(src.with_suffix(".msg"), dst.with_suffix(".msg"))
+    os.rename(src.with_suffix(".env"), dst.with_suffix(".env"))
+    fsync_dir(root / QUEUE)
+    return Envelope.from_bytes(dst.with_suffix(".env").read_bytes())
+
+
+def message_path(root: Path, qid: str) -> Path:
+    return root / QUEUE / f"{qid}.msg"
+
+
+def save(root: Path, env: Envelope) -> None:
+    """Replace the envelope atomically (the message file never changes)."""
+    path = root / QUEUE / f"{env.id}.env"
+    tmp = root / QUEUE / f"{env.id}.env.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    _write_synced(tmp, env.to_bytes())
+    os.replace(tmp, path)
+
+
+def remove(root: Path, qid: str) -> None:
+    """Envelope first: a crash in between leaves a .msg that load() clears."""
+    for suffix in (".env", ".msg"):
+        with contextlib.suppress(FileNotFoundError):
+            (root / QUEUE / (qid + suffix)).unlink()
+
+
+def load(root: Path) -> tuple[list[Envelope], list[str]]:
+    """Every committed envelope, and a list of what was cleared or unreadable."""
+    qdir = root / QUEUE
+    envelopes, notes = [], []
+    names = set(os.listdir(qdir))
+    for name in sorted(names):
+        qid, _, suffix = name.partition(".")
+        if suffix == "env.tmp":
+            (qdir / name).unlink()
+        elif suffix == "msg" and f"{qid}.env" not in names:
+            (qdir / name).unlink()
+            notes.append(f"{qid}: removed a message that was never committed")
+        elif suffix == "env":
+            try:
+                envelopes.append(Envelope.from_bytes((qdir / name).read_bytes()))
+            except (ValueError, TypeError, KeyError) as e:
+                notes.append(f"{qid}: envelope unreadable, left in place: {e}")
+    return envelopes, notes

@@ -1,0 +1,171 @@
+"""LMTP client (RFC 2033) to the MDA's Unix socket.
+
+After DATA an LMTP server answers once for every recipient it accepted, in
+RCPT order; this client reads exactly that many replies, so one mailbox's
+failure never passes for another's success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from mta.relay.replies import Reply, ReplyParser, dot_stuff
+
+COMMAND_TIMEOUT = 60.0
+DATA_TIMEOUT = 600.0
+
+
+class LMTPError(Exception):
+    pass
+
+
+class LMTPConnection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.parser = ReplyParser()
+        self.pending: list[Reply] = []
+        self.extensions: set[str] = set()
+        self.broken = False
+
+    @classmethod
+    async def open(cls, path: str, hostname: str) -> LMTPConnection:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(path, limit=1 << 16), COMMAND_TIMEOUT)
+        except (OSError, TimeoutError) as e:
+            raise LMTPError(f"cannot connect to {path}: {e}") from None
+        conn = cls(reader, writer)
+        greeting = await conn.read_reply()
+        if greeting.code != 220:
+            conn.close()
+            raise LMTPError(f"greeting: {greeting}")
+        lhlo = await conn.command(f"LHLO {hostname}")
+        if lhlo.code != 250:
+            conn.close()
+            raise LMTPError(f"LHLO: {lhlo}")
+        conn.extensions = {line.split(" ", 1)[0].upper() for line in lhlo.lines[1:]}
+        return conn
+
+    async def read_reply(self, timeout: float = COMMAND_TIMEOUT) -> Reply:
+        while not self.pending:
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            except (OSError, TimeoutError) as e:
+                self.broken = True
+                raise LMTPError(f"reading a reply: {e or 'timed out'}") from None
+            if not data:
+                self.broken = True
+                raise LMTPError("the server closed the connection")
+            try:
+                self.pending.extend(self.parser.feed(data))
+            except ValueError as e:
+                self.broken = True
+                raise LMTPError(str(e)) from None
+        return self.pending.pop(0)
+
+    async def send(self, data: bytes) -> None:
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except OSError as e:
+            self.broken = True
+            raise LMTPError(f"writing: {e}") from None
+
+    async def command(self, line: str) -> Reply:
+        await self.send(line.encode("utf-8") + b"\r\n")
+        return await self.read_reply()
+
+    async def transaction(
+        self, sender: str, recipients: list[str], message: bytes, final: dict[str, str],
+        body_8bit: bool = False, smtputf8: bool = False,
+    ) -> None:
+        """One MAIL/RCPT.../DATA round, filling final with each recipient's last word.
+
+        final is filled as answers arrive, so when the connection breaks
+        midway the caller still knows which recipients were answered.
+        """
+        params = ""
+        if body_8bit and "8BITMIME" in self.extensions:
+            params += " BODY=8BITMIME"
+        if smtputf8 and "SMTPUTF8" in self.extensions:
+            params += " SMTPUTF8"
+        # The envelope commands go out together (PIPELINING, which LMTP servers
+        # offer); their replies come back in the same order.
+        lines = [f"MAIL FROM:<{sender}>{params}"] + [f"RCPT TO:<{r}>" for r in recipients]
+        await self.send("".join(line + "\r\n" for line in lines).encode("utf-8"))
+        mail = await self.read_reply()
+        accepted = []
+        for r in recipients:
+            rep = await self.read_reply()
+            if not mail.positive:
+                final[r] = str(mail)
+            elif rep.positive:
+                accepted.append(r)
+            else:
+                final[r] = str(rep)
+        if not accepted:
+            await self.command("RSET")
+            return
+        data = await self.command("DATA")
+        if data.code != 354:
+            for r in accepted:
+                final[r] = str(data)
+            await self.command("RSET")
+            return
+        await self.send(dot_stuff(message))
+        for r in accepted:
+            final[r] = str(await self.read_reply(DATA_TIMEOUT))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class LMTPPool:
+    """Keeps idle connections for reuse: LHLO once, many transactions."""
+
+    def __init__(self, path: str, hostname: str, max_idle: int = 8) -> None:
+        self.path = path
+        self.hostname = hostname
+        self.max_idle = max_idle
+        self.idle: list[LMTPConnection] = []
+
+    async def deliver(
+        self, sender: str, recipients: list[str], message: bytes,
+        body_8bit: bool = False, smtputf8: bool = False,
+    ) -> dict[str, str]:
+        """Replies per recipient; a failure of the connection is a 4xx for those unanswered."""
+        final: dict[str, str] = {}
+        conn = None
+        while self.idle:
+            conn = self.idle.pop()
+            try:
+                await conn.transaction(sender, recipients, message, final, body_8bit, smtputf8)
+                break
+            except LMTPError:
+                conn.close()
+                conn = None
+                if final:  # answers came: the message went out, do not send it twice
+                    break
+        try:
+            if conn is None and not final:
+                # An idle connection may have been closed by a restarted MDA:
+                # those failures above are not the MDA's answer, a new one is.
+                conn = await LMTPConnection.open(self.path, self.hostname)
+                await conn.transaction(sender, recipients, message, final, body_8bit, smtputf8)
+        except LMTPError as e:
+            if conn is not None:
+                conn.close()
+                conn = None
+            for r in recipients:
+                final.setdefault(r, f"451 4.4.1 LMTP to {self.path}: {e}")
+        for r in recipients:
+            final.setdefault(r, f"451 4.4.1 LMTP to {self.path}: connection lost")
+        if conn is not None:
+            if len(self.idle) < self.max_idle and not conn.broken:
+                self.idle.append(conn)
+            else:
+                conn.close()
+        return final

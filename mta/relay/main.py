@@ -1,0 +1,56 @@
+"""mtad's relay process: carries queued messages to the next hop.
+
+Local domains go over LMTP to the MDA. Other domains wait in the queue
+until outbound SMTP delivery exists: their recipients get a temporary
+answer, so nothing is dropped and nothing bounces early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from common import child, ipc, log
+from common.child import ChildContext
+from mta.queue import spool
+from mta.queue.envelope import LMTP
+from mta.relay.lmtp import LMTPPool
+
+
+class Relay:
+    def __init__(self, ctx: ChildContext) -> None:
+        self.cfg = ctx.cfg
+        self.lmtp = LMTPPool(str(ctx.cfg.lmtp_socket), ctx.cfg.hostname)
+        self.log = log.get()
+
+    async def op_deliver(self, req: dict[str, Any]) -> dict[str, Any]:
+        qid = str(req["id"])
+        if not spool.valid_id(qid):
+            raise ValueError(f"bad queue id {qid!r}")
+        recipients = [str(r) for r in req["recipients"]]
+        if req.get("route") != LMTP:
+            return {"replies": {
+                r: "451 4.4.0 outbound SMTP delivery is not enabled yet; kept in the queue"
+                for r in recipients
+            }}
+        message = await asyncio.to_thread(spool.message_path(self.cfg.paths.spool, qid).read_bytes)
+        replies = await self.lmtp.deliver(
+            str(req["sender"]), recipients, message,
+            body_8bit=bool(req.get("body_8bit")), smtputf8=bool(req.get("smtputf8")),
+        )
+        for rcpt, reply in replies.items():
+            self.log.debug("lmtp reply", queue_id=qid, rcpt=rcpt, reply=reply)
+        return {"replies": replies}
+
+
+async def main(ctx: ChildContext) -> None:
+    relay = Relay(ctx)
+    (sock,) = ctx.sockets["ipc"]
+    server = await ipc.serve(sock, {"deliver": relay.op_deliver})
+    log.get().info("ready", lmtp=str(ctx.cfg.lmtp_socket))
+    await ctx.stopping.wait()
+    server.close()
+
+
+if __name__ == "__main__":
+    child.run("mtad", "relay", main)

@@ -1,0 +1,82 @@
+"""SMTP/LMTP replies from a server, parsed without I/O.
+
+Bytes in, complete replies out: `250-first` / `250 last` lines make one
+reply. The LMTP and (later) SMTP clients feed it whatever the socket gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_LINE = 4096
+MAX_LINES = 200
+
+
+class ReplyError(ValueError):
+    """The peer sent something that is not an SMTP reply."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".rstrip()
+
+    @property
+    def positive(self) -> bool:
+        return 200 <= self.code < 400
+
+
+class ReplyParser:
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._lines: list[str] = []
+        self._code: int | None = None
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self._buf += data
+        out = []
+        while True:
+            end = self._buf.find(b"\n")
+            if end < 0:
+                if len(self._buf) > MAX_LINE:
+                    raise ReplyError("reply line too long")
+                return out
+            raw = bytes(self._buf[:end]).rstrip(b"\r")
+            del self._buf[: end + 1]
+            reply = self._line(raw)
+            if reply is not None:
+                out.append(reply)
+
+    def _line(self, raw: bytes) -> Reply | None:
+        if len(raw) < 3 or not raw[:3].isdigit() or raw[3:4] not in (b"", b" ", b"-"):
+            raise ReplyError(f"not a reply line: {raw[:80]!r}")
+        code = int(raw[:3])
+        if self._code is not None and code != self._code:
+            raise ReplyError(f"reply code changed within a reply: {raw[:80]!r}")
+        if not 200 <= code <= 599:
+            raise ReplyError(f"reply code out of range: {code}")
+        self._code = code
+        self._lines.append(raw[4:].decode("utf-8", "replace"))
+        if len(self._lines) > MAX_LINES:
+            raise ReplyError("reply has too many lines")
+        if raw[3:4] == b"-":
+            return None
+        reply = Reply(code, tuple(self._lines))
+        self._code, self._lines = None, []
+        return reply
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """Wire form of a message body for DATA, ending in CRLF '.' CRLF."""
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    if message.startswith(b"."):
+        message = b"." + message
+    return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"

@@ -1,0 +1,186 @@
+"""The MTA's rules for one SMTP session, as aiosmtpd handler hooks.
+
+Who may send to whom (never an open relay), password checks (asked of the
+lookup process), and the spooling of DATA before the 250 goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import time
+from email.utils import formatdate
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
+from common import ipc, log
+from common.config import Config
+from mta.queue import spool
+from mta.queue.envelope import LMTP, Recipient
+from mta.queue.envelope import SMTP as SMTP_ROUTE
+from mta.queue.envelope import Envelope as QueueEnvelope
+
+MX, SUBMISSION, SUBMISSIONS = "smtp", "submission", "submissions"
+
+
+def received_header(env: QueueEnvelope, hostname: str, tls: bool, rcpt: str | None) -> bytes:
+    proto = "ESMTP" + ("S" if tls else "") + ("A" if env.auth_user else "")
+    ip = env.client or "unknown"
+    lines = [
+        f"Received: from {env.helo or 'unknown'} ([{ip}])",
+        f"\tby {hostname} (mailpair) with {proto} id {env.id}",
+    ]
+    if rcpt:
+        lines.append(f"\tfor <{rcpt}>")
+    lines[-1] += f"; {formatdate(localtime=False, usegmt=False)}"
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+
+class Handler:
+    """One per listener kind; aiosmtpd calls the handle_* hooks for each session."""
+
+    def __init__(self, cfg: Config, kind: str, lookup: ipc.Client, queue: ipc.Client) -> None:
+        self.cfg = cfg
+        self.kind = kind
+        self.lookup = lookup
+        self.queue = queue
+        self.log = log.get()
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        out = [r for r in responses if not (self.kind == MX and r.startswith("250-AUTH"))]
+        out[-1:-1] = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        return out
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.cfg.mta.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        try:
+            found = await self.lookup.call("resolve", address=address)
+        except ipc.IPCError as e:
+            self.log.error("recipient lookup failed", error=str(e))
+            return "451 4.3.0 Temporary lookup failure, try again later"
+        kind = found["kind"]
+        if kind == "unknown":
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if kind == "remote" and not session.authenticated:
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        targets = getattr(envelope, "targets", [])
+        for t in found["targets"]:
+            route = LMTP if self.cfg.is_local_domain(t.rpartition("@")[2]) else SMTP_ROUTE
+            targets.append(Recipient(address=t, original=address, route=route))
+        envelope.targets = targets  # type: ignore[attr-defined]
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
+        # An alias may name a mailbox another recipient already reaches: one copy each.
+        targets = list({r.address: r for r in envelope.targets}.values())  # type: ignore[attr-defined]
+        options = [o.upper() for o in envelope.mail_options]
+        env = QueueEnvelope(
+            id=spool.new_id(), sender=sender, recipients=targets, created=time.time(),
+            helo=session.host_name or "", client=_peer_ip(session),
+            auth_user=session.auth_data if session.authenticated else None,
+            body_8bit="BODY=8BITMIME" in options, smtputf8=bool(envelope.smtp_utf8),
+        )
+        transport = server.transport
+        tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+        single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        data = received_header(env, self.cfg.hostname, tls, single) + envelope.original_content
+        env.size = len(data)
+        root = self.cfg.paths.spool
+        try:
+            await asyncio.to_thread(spool.write_incoming, root, env, data)
+        except OSError as e:
+            self.log.error("spooling failed", queue_id=env.id, error=str(e))
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "452 4.3.1 Insufficient system storage, try again later"
+            return "451 4.3.0 Local error in processing, try again later"
+        try:
+            await self.queue.call("commit", id=env.id)
+        except ipc.IPCError as e:
+            self.log.error("commit failed", queue_id=env.id, error=str(e))
+            await asyncio.to_thread(spool.discard_incoming, root, env.id)
+            return "451 4.3.0 Queue unavailable, try again later"
+        self.log.info("accepted", queue_id=env.id, sender=sender, size=env.size,
+                      rcpts=envelope.rcpt_tos, client=env.client, listener=self.kind)
+        return f"250 2.0.0 Ok: queued as {env.id}"
+
+    async def handle_VRFY(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str) -> str:
+        # Never confirms an address: a VRFY answer would let anyone harvest them.
+        return "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"
+
+
+class SubmissionHandler(Handler):
+    """Adds AUTH PLAIN and LOGIN, checked by the lookup process without blocking."""
+
+    async def _check(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
+        user = login.decode("utf-8", "replace")
+        try:
+            reply = await self.lookup.call(
+                "auth", user=user, password=password.decode("utf-8", "surrogateescape"),
+                service="smtp",
+            )
+        except ipc.IPCError as e:
+            self.log.error("authentication lookup failed", error=str(e))
+            return AuthResult(success=False, handled=False,
+                              message="454 4.7.0 Temporary authentication failure")
+        if not reply["valid"]:
+            self.log.info("authentication failed", user=user, client=_peer_ip(server.session))
+            return AuthResult(success=False, handled=False)
+        self.log.info("authenticated", user=reply["user"], client=_peer_ip(server.session))
+        return AuthResult(success=True, auth_data=reply["user"])
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Cannot decode the response")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Cannot split the response")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            # Sending as another identity is not something a login grants.
+            return AuthResult(success=False, handled=False)
+        return await self._check(server, login, password)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth("Username:")
+        else:
+            try:
+                login = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Cannot decode the response")
+                return AuthResult(success=False, handled=True)
+        if not isinstance(login, bytes):
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._check(server, login, password)

@@ -1,0 +1,261 @@
+"""Real daemons for the tests: mtad and mdad as subprocesses in a temporary directory.
+
+Every listener is configured on port 0; the parent writes the ports it got
+into <run>/<daemon>.json, which is how a test finds them. Readiness is
+polled (banner on a socket), never slept for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from common.passwords import hash_password
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse 1"
+USERS = ("alice@example.test", "bob@example.test", "carol@example.test")
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
+    """Poll cond until it returns something true; fail the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def config_text(root: Path, **mta: object) -> str:
+    mta_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in mta.items())
+    return f"""\
+hostname = "mail.example.test"
+domains = ["example.test"]
+
+[paths]
+spool = "{root}/spool"
+mail = "{root}/mail"
+run = "{root}/run"
+users = "{root}/etc/users"
+aliases = "{root}/etc/aliases"
+
+[tls]
+cert = "{root}/etc/cert.pem"
+key = "{root}/etc/key.pem"
+self_signed = true
+
+[log]
+format = "console"
+level = "debug"
+
+[auth]
+failure_delay = 0.2
+
+[mta]
+smtp = ["127.0.0.1:0"]
+submission = ["127.0.0.1:0"]
+submissions = ["127.0.0.1:0"]
+retry_schedule = [0.5, 1, 2]
+max_message_size = 1048576
+{mta_lines}
+"""
+
+
+class Stack:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "mailpair.toml"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+        (root / "etc").mkdir(parents=True, exist_ok=True)
+
+    # -- set-up ----------------------------------------------------------------
+
+    def write_config(self, **mta: object) -> None:
+        self.config.write_text(config_text(self.root, **mta))
+
+    def add_user(self, address: str, password: str = PASSWORD) -> None:
+        with open(self.root / "etc" / "users", "a") as f:
+            f.write(f"{address}:{hash_password(password, cheap=True)}\n")
+
+    def add_alias(self, line: str) -> None:
+        with open(self.root / "etc" / "aliases", "a") as f:
+            f.write(line + "\n")
+
+    # -- processes ---------------------------------------------------------------
+
+    def state(self, daemon: str) -> dict | None:
+        try:
+            return json.loads((self.root / "run" / f"{daemon}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def start(self, daemon: str) -> None:
+        module = {"mtad": "mta.main", "mdad": "mda.main"}[daemon]
+        state = self.root / "run" / f"{daemon}.json"
+        state.unlink(missing_ok=True)
+        log = self.root / f"{daemon}.log"
+        self.logs[daemon] = log
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, "-c", str(self.config)],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.procs[daemon] = proc
+
+        def up():
+            if proc.poll() is not None:
+                raise AssertionError(f"{daemon} exited with {proc.returncode}:\n{self.log(daemon)}")
+            st = self.state(daemon)
+            return st is not None and st["pid"] == proc.pid
+        wait_for(up, 20, f"{daemon} to bind")
+        if daemon == "mtad":
+            wait_for(lambda: self._banner(("127.0.0.1", self.port("smtp"))), 20, "SMTP banner")
+        else:
+            wait_for(lambda: self._banner(str(self.lmtp_socket)), 20, "LMTP banner")
+
+    def _banner(self, where: tuple | str) -> bool:
+        family = socket.AF_UNIX if isinstance(where, str) else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(where)
+                return s.recv(100).startswith(b"220")
+        except OSError:
+            return False
+
+    def kill9(self, daemon: str) -> None:
+        """kill -9 of the whole daemon: parent and every child at once."""
+        proc = self.procs.pop(daemon)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self, daemon: str, timeout: float = 30) -> int:
+        proc = self.procs.pop(daemon)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self) -> None:
+        for daemon in list(self.procs):
+            try:
+                self.stop(daemon, timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def log(self, daemon: str) -> str:
+        path = self.logs.get(daemon)
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    # -- where things are ----------------------------------------------------------
+
+    def port(self, listener: str) -> int:
+        st = self.state("mtad")
+        assert st, "mtad is not running"
+        return st["listeners"][listener][0][1]
+
+    @property
+    def lmtp_socket(self) -> Path:
+        return self.root / "run" / "lmtp.sock"
+
+    def maildir(self, address: str) -> Path:
+        local, domain = address.split("@")
+        return self.root / "mail" / domain / local / "Maildir"
+
+    def messages(self, address: str) -> list[bytes]:
+        md = self.maildir(address)
+        files = sorted((md / "new").glob("*")) + sorted((md / "cur").glob("*"))
+        return [f.read_bytes() for f in files]
+
+    def wait_messages(self, address: str, count: int, timeout: float = 20) -> list[bytes]:
+        return wait_for(lambda: (m := self.messages(address)) and len(m) >= count and m,
+                        timeout, f"{count} message(s) for {address}")
+
+    def queue_files(self) -> list[str]:
+        return sorted(p.name for p in (self.root / "spool" / "queue").glob("*.env"))
+
+    # -- clients ---------------------------------------------------------------------
+
+    def smtp(self) -> smtplib.SMTP:
+        return smtplib.SMTP("127.0.0.1", self.port("smtp"), timeout=30)
+
+    def submission(self, login: str | None = "alice@example.test") -> smtplib.SMTP:
+        s = smtplib.SMTP("127.0.0.1", self.port("submission"), timeout=30)
+        s.starttls(context=client_tls())
+        if login:
+            s.login(login, PASSWORD)
+        return s
+
+
+@pytest.fixture
+def bare_stack(tmp_path: Path) -> Iterator[Stack]:
+    """Configured, with users, but not started."""
+    # Unix socket paths are limited to 108 bytes: keep the root short.
+    root = Path(f"/tmp/mp-{os.getpid()}-{tmp_path.name[-20:]}")
+    shutil.rmtree(root, ignore_errors=True)
+    st = Stack(root)
+    st.write_config()
+    for u in USERS:
+        st.add_user(u)
+    st.add_alias("postmaster@example.test: alice@example.test")
+    st.add_alias("team@example.test: alice@example.test, bob@example.test")
+    try:
+        yield st
+    finally:
+        st.stop_all()
+        for d in ("mdad", "mtad"):
+            (tmp_path / f"{d}.log").write_text(st.log(d))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(bare_stack: Stack) -> Stack:
+    """Both daemons up: mdad first, as systemd starts them."""
+    bare_stack.start("mdad")
+    bare_stack.start("mtad")
+    return bare_stack
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture(autouse=True)
+def _show_logs_on_failure(request):
+    """A failing daemon test prints both daemons' logs: the first thing one reads."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    st = request.node.funcargs.get("bare_stack")
+    if rep is not None and rep.failed and st is not None:
+        for d in ("mdad", "mtad"):
+            print(f"----- {d} log -----\n{st.log(d)[-20000:]}")
