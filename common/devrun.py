@@ -225,6 +225,8 @@ class Runner:
     def _died(self) -> str | None:
         for name, p in self.procs.items():
             if p.poll() is not None:
+                if p.returncode < 0:
+                    return f"{name} was killed by signal {-p.returncode}"
                 return f"{name} exited with status {p.returncode}"
         return None
 
@@ -310,7 +312,8 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
         return ", ".join(str(p) for _, p in items) or "off"
 
     pw = setup.password
-    shown = pw if pw is not None else "(changed since; set MAILPAIR_DEMO_PASSWORD to reset it)"
+    shown = pw if pw is not None else (
+        "(changed with mda-ctl or MAILPAIR_DEMO_PASSWORD; set that to choose it again)")
     pw = pw if pw is not None else "PASSWORD"
     cert = cfg.tls.cert
     sub = (listeners.get("submission") or [["127.0.0.1", 2587]])[0][1]
@@ -340,13 +343,13 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
    import smtplib, ssl
    from email.message import EmailMessage
    msg = EmailMessage()
-   msg["From"] = msg["To"] = {DEMO_USER!r}
+   msg["From"] = msg["To"] = {json.dumps(DEMO_USER)}
    msg["Subject"] = "hello"
    msg.set_content("It works.")
-   tls = ssl.create_default_context(cafile={str(cert)!r})
+   tls = ssl.create_default_context(cafile={json.dumps(str(cert))})
    with smtplib.SMTP("127.0.0.1", {sub}) as s:
        s.starttls(context=tls)
-       s.login({DEMO_USER!r}, {pw!r})
+       s.login({json.dumps(DEMO_USER)}, {json.dumps(pw)})
        s.send_message(msg)
    EOF
 

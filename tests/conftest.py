@@ -84,8 +84,9 @@ max_message_size = 1048576
 
 
 class Stack:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, log_dir: Path) -> None:
         self.root = root
+        self.log_dir = log_dir
         self.config = root / "mailpair.toml"
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
@@ -116,7 +117,7 @@ class Stack:
         module = {"mtad": "mta.main", "mdad": "mda.main"}[daemon]
         state = self.root / "run" / f"{daemon}.json"
         state.unlink(missing_ok=True)
-        log = self.root / f"{daemon}.log"
+        log = self.log_dir / f"{daemon}.log"
         self.logs[daemon] = log
         with open(log, "ab") as out:
             proc = subprocess.Popen(
@@ -220,7 +221,7 @@ def bare_stack(tmp_path: Path) -> Iterator[Stack]:
     # Unix socket paths are limited to 108 bytes: keep the root short.
     root = Path(f"/tmp/mp-{os.getpid()}-{tmp_path.name[-20:]}")
     shutil.rmtree(root, ignore_errors=True)
-    st = Stack(root)
+    st = Stack(root, tmp_path)
     st.write_config()
     for u in USERS:
         st.add_user(u)
@@ -230,8 +231,6 @@ def bare_stack(tmp_path: Path) -> Iterator[Stack]:
         yield st
     finally:
         st.stop_all()
-        for d in ("mdad", "mtad"):
-            (tmp_path / f"{d}.log").write_text(st.log(d))
         shutil.rmtree(root, ignore_errors=True)
 
 
