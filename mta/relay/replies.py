@@ -75,7 +75,7 @@ class ReplyParser:
 
 def dot_stuff(message: bytes) -> bytes:
     """Wire form of a message body for DATA, ending in CRLF '.' CRLF."""
-    if not message.endswith(b"\r\n"):
+    if message and not message.endswith(b"\r\n"):
         message += b"\r\n"
     if message.startswith(b"."):
         message = b"." + message

@@ -1,0 +1,47 @@
+# The only commands a newcomer needs: make run, make test, make lint, make bench.
+# Each creates the virtual environment in .venv first if it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Touched after a successful install; pip runs again only when pyproject.toml is newer.
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test lint bench clean
+
+venv: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+# Both daemons unprivileged on high ports, state under ./var; Ctrl-C stops them.
+run: venv
+	$(PY) -m common.devrun
+
+# Extra pytest arguments: make test PYTEST_ARGS='-k ipc -x'
+test: venv
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	@if [ -f ../shared/tools/check-imports.py ]; then \
+		echo "python3 ../shared/tools/check-imports.py ."; \
+		python3 ../shared/tools/check-imports.py .; \
+	fi
+
+bench: venv
+	@if [ -f bench/run.py ]; then \
+		echo "$(PY) -m bench.run"; \
+		$(PY) -m bench.run; \
+	else \
+		echo "no benchmarks yet: they come with a later change"; \
+	fi
+
+# Removes development state and caches; keeps .venv.
+clean:
+	rm -rf var .pytest_cache .ruff_cache .hypothesis build
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

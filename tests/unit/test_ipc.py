@@ -1,0 +1,191 @@
+"""common/ipc.py: frames on the wire, and a server and a client on a Unix socket."""
+
+import asyncio
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common import ipc
+from common.ipc import FrameDecoder, IPCError, encode
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=10,
+)
+messages = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
+
+
+@given(msgs=st.lists(messages, max_size=8), data=st.data())
+def test_any_split_of_a_stream_decodes_to_the_same_messages(
+    msgs: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    stream = b"".join(encode(m) for m in msgs)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20)))
+    decoder = FrameDecoder()
+    out: list[dict[str, Any]] = []
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        out += decoder.feed(stream[start:cut])
+        start = cut
+    assert out == msgs
+
+
+def test_one_byte_at_a_time() -> None:
+    stream = encode({"seq": 1, "op": "x"}) + encode({"seq": 2, "text": "é"})
+    decoder = FrameDecoder()
+    out = []
+    for i in range(len(stream)):
+        got = decoder.feed(stream[i : i + 1])
+        if i < len(stream) - 1 and len(out) + len(got) == 2:
+            pytest.fail("a message came out before its last byte")
+        out += got
+    assert out == [{"seq": 1, "op": "x"}, {"seq": 2, "text": "é"}]
+
+
+def test_oversize_frame_raises_from_its_header_alone() -> None:
+    with pytest.raises(IPCError, match="over the limit"):
+        FrameDecoder().feed(struct.pack(">I", ipc.MAX_FRAME + 1))
+
+
+def test_encode_refuses_an_oversize_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ipc, "MAX_FRAME", 16)
+    with pytest.raises(IPCError, match="over the limit"):
+        encode({"text": "x" * 32})
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + body
+
+
+def test_non_json_raises() -> None:
+    with pytest.raises(IPCError, match="not JSON"):
+        FrameDecoder().feed(frame(b"\xff{not json"))
+
+
+def test_json_that_is_not_an_object_raises() -> None:
+    with pytest.raises(IPCError, match="not a JSON object"):
+        FrameDecoder().feed(frame(json.dumps([1, 2]).encode()))
+
+
+def test_encode_is_length_prefixed_json() -> None:
+    data = encode({"a": 1})
+    assert data[:4] == struct.pack(">I", len(data) - 4)
+    assert json.loads(data[4:]) == {"a": 1}
+
+
+async def _serve_and_call(sock_path: Path) -> None:
+    release = asyncio.Event()
+
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return {"echo": args["value"]}
+
+    async def fail(args: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("boom")
+
+    async def wait(args: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {"waited": True}
+
+    async def set_(args: dict[str, Any]) -> dict[str, Any]:
+        release.set()
+        return {"set": True}
+
+    server = await ipc.serve(
+        ipc.bind_unix(sock_path), {"echo": echo, "fail": fail, "wait": wait, "set": set_}
+    )
+    client = ipc.Client(sock_path, timeout=5)
+    try:
+        result = await client.call("echo", value={"k": [1, "two"]})
+        assert result == {"echo": {"k": [1, "two"]}}
+
+        with pytest.raises(IPCError, match="failed: ValueError: boom"):
+            await client.call("fail")
+        with pytest.raises(IPCError, match="failed: bad request for op 'nope'"):
+            await client.call("nope")
+        # The connection survives failed requests.
+        assert (await client.call("echo", value=3))["echo"] == 3
+
+        # "wait" only finishes after "set" is served: one connection serves both at once.
+        waited, was_set = await asyncio.wait_for(
+            asyncio.gather(client.call("wait"), client.call("set")), 5
+        )
+        assert waited == {"waited": True} and was_set == {"set": True}
+
+        # Many calls in flight get their own answers.
+        replies = await asyncio.gather(*(client.call("echo", value=i) for i in range(50)))
+        assert [r["echo"] for r in replies] == list(range(50))
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_serve_and_client_on_a_unix_socket(tmp_path: Path) -> None:
+    asyncio.run(_serve_and_call(tmp_path / "t.sock"))
+
+
+async def _no_server(sock_path: Path) -> None:
+    client = ipc.Client(sock_path, timeout=2)
+    with pytest.raises(IPCError, match="cannot reach"):
+        await client.call("echo")
+
+
+def test_client_without_a_server(tmp_path: Path) -> None:
+    asyncio.run(_no_server(tmp_path / "absent.sock"))
+
+
+async def _timeout(sock_path: Path) -> None:
+    async def never(args: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    server = await ipc.serve(ipc.bind_unix(sock_path), {"never": never})
+    client = ipc.Client(sock_path, timeout=5)
+    try:
+        with pytest.raises(IPCError, match="never"):
+            await client.call("never", timeout=0.2)
+    finally:
+        await client.close()
+        server.close()
+
+
+def test_call_times_out(tmp_path: Path) -> None:
+    asyncio.run(_timeout(tmp_path / "t.sock"))
+
+
+async def _reconnect(sock_path: Path) -> None:
+    connections = 0
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A bare peer: the first connection dies mid-request, the second answers.
+        nonlocal connections
+        connections += 1
+        decoder = FrameDecoder()
+        while data := await reader.read(65536):
+            for msg in decoder.feed(data):
+                if connections == 1:
+                    writer.close()
+                    return
+                reply = {"seq": msg["seq"], "ok": True, "result": {"conn": connections}}
+                writer.write(encode(reply))
+        writer.close()
+
+    server = await asyncio.start_unix_server(peer, path=str(sock_path))
+    client = ipc.Client(sock_path, timeout=5)
+    try:
+        with pytest.raises(IPCError, match="closed the connection"):
+            await client.call("ping")
+        assert (await client.call("ping"))["conn"] == 2
+    finally:
+        await client.close()
+        server.close()
+
+
+def test_client_reconnects_after_its_peer_went_away(tmp_path: Path) -> None:
+    asyncio.run(_reconnect(tmp_path / "t.sock"))

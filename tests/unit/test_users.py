@@ -1,0 +1,292 @@
+"""common/users.py: the users and aliases files, address resolution, safe edits."""
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from common.users import (
+    MAX_ALIAS_DEPTH,
+    Resolution,
+    UserDB,
+    atomic_write,
+    edit_lines,
+    line_address,
+    locked,
+    parse_aliases,
+    parse_users,
+)
+
+HASH = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+
+def test_parse_users_good_lines() -> None:
+    text = (
+        "# users\n"
+        "\n"
+        f"alice@example.org:{HASH}\n"
+        f"  Bob@Example.ORG:{HASH}:quota=1G:note=x  \n"
+    )
+    users, problems = parse_users(text)
+    assert problems == []
+    assert list(users) == ["alice@example.org", "bob@example.org"]
+    assert users["alice@example.org"].password_hash == HASH
+    assert users["alice@example.org"].fields == {}
+    assert users["bob@example.org"].fields == {"quota": "1G", "note": "x"}
+
+
+def test_parse_users_bad_lines_are_reported_with_their_line() -> None:
+    text = (
+        f"alice@example.org:{HASH}\n"
+        "no-colon-here\n"
+        "carol@example.org:plaintext\n"
+        f"not an address:{HASH}\n"
+        f"alice@example.org:{HASH}x\n"
+        f"dave@example.org:{HASH}\n"
+    )
+    users, problems = parse_users(text, "users")
+    assert list(users) == ["alice@example.org", "dave@example.org"]
+    assert users["alice@example.org"].password_hash == HASH  # the first one counts
+    assert [p.split(":")[1] for p in problems] == ["2", "3", "4", "5"]
+    assert "listed twice" in problems[3]
+    assert all(p.startswith("users:") for p in problems)
+
+
+def test_parse_aliases() -> None:
+    text = (
+        "# aliases\n"
+        "postmaster@example.org: alice@example.org\n"
+        "team@example.org: alice@example.org, Bob@Example.org ,x@remote.net  # comment\n"
+        "@example.org: alice@example.org\n"
+        "team@example.org: carol@example.org\n"
+    )
+    aliases, problems = parse_aliases(text)
+    assert problems == []
+    assert aliases == {
+        "postmaster@example.org": ["alice@example.org"],
+        "team@example.org": [
+            "alice@example.org", "bob@example.org", "x@remote.net", "carol@example.org",
+        ],
+        "@example.org": ["alice@example.org"],
+    }
+
+
+def test_parse_aliases_bad_lines() -> None:
+    text = (
+        "no colon\n"
+        "empty@example.org:\n"
+        "bad@example.org: not an address\n"
+        "@: alice@example.org\n"
+        "ok@example.org: alice@example.org\n"
+    )
+    aliases, problems = parse_aliases(text, "aliases")
+    assert aliases == {"ok@example.org": ["alice@example.org"]}
+    assert [p.split(":")[1] for p in problems] == ["1", "2", "3", "4"]
+    assert "not an address" in problems[2]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    users = tmp_path / "users"
+    aliases = tmp_path / "aliases"
+    users.write_text(
+        f"alice@example.org:{HASH}\n"
+        f"bob@example.org:{HASH}\n"
+        f"carol@example.net:{HASH}\n"
+    )
+    aliases.write_text(
+        "postmaster@example.org: alice@example.org\n"
+        "team@example.org: alice@example.org, bob@example.org, friend@remote.test\n"
+        "bob@example.org: bob@example.org, alice@example.org\n"
+        "loop1@example.org: loop2@example.org, carol@example.net\n"
+        "loop2@example.org: loop1@example.org\n"
+        "selfloop1@example.org: selfloop2@example.org\n"
+        "selfloop2@example.org: selfloop1@example.org\n"
+        "@example.org: postmaster@example.org\n"
+        "sales@example.net: team@example.org\n"
+    )
+    return users, aliases
+
+
+@pytest.fixture
+def db(files: tuple[Path, Path]) -> UserDB:
+    return UserDB(*files, ["example.org", "example.net"])
+
+
+def test_resolve_local_user(db: UserDB) -> None:
+    assert db.resolve("alice@example.org") == Resolution("local", ("alice@example.org",))
+    assert db.resolve(" Alice@EXAMPLE.org ") == Resolution("local", ("alice@example.org",))
+
+
+def test_resolve_alias_to_several_targets_including_remote(db: UserDB) -> None:
+    r = db.resolve("team@example.org")
+    assert r.kind == "local"
+    # bob is itself an alias that keeps a copy for bob and adds alice; no duplicates.
+    assert r.targets == ("alice@example.org", "bob@example.org", "friend@remote.test")
+
+
+def test_resolve_alias_chain_across_domains(db: UserDB) -> None:
+    r = db.resolve("sales@example.net")
+    assert r == Resolution(
+        "local", ("alice@example.org", "bob@example.org", "friend@remote.test")
+    )
+
+
+def test_resolve_catch_all(db: UserDB) -> None:
+    assert db.resolve("anyone@example.org") == Resolution("local", ("alice@example.org",))
+    # A user or an alias wins over the catch-all.
+    assert db.resolve("bob@example.org").targets == ("bob@example.org", "alice@example.org")
+
+
+def test_resolve_unknown(db: UserDB) -> None:
+    assert db.resolve("nobody@example.net") == Resolution("unknown")
+    assert db.resolve("nobody+tag@example.net").kind == "unknown"
+
+
+def test_resolve_remote_domain(db: UserDB) -> None:
+    assert db.resolve("Someone@Elsewhere.test") == Resolution(
+        "remote", ("someone@elsewhere.test",)
+    )
+
+
+def test_resolve_subaddress(db: UserDB) -> None:
+    assert db.resolve("carol+lists@example.net") == Resolution("local", ("carol@example.net",))
+    assert db.resolve("Carol+Lists@example.net").targets == ("carol@example.net",)
+    # The alias of the base address applies to its sub-addresses too.
+    assert db.resolve("team+x@example.org").targets == (
+        "alice@example.org", "bob@example.org", "friend@remote.test",
+    )
+
+
+def test_alias_loop_terminates_and_keeps_real_targets(db: UserDB) -> None:
+    assert db.resolve("loop1@example.org") == Resolution("local", ("carol@example.net",))
+    assert db.resolve("loop2@example.org") == Resolution("local", ("carol@example.net",))
+
+
+def test_alias_loop_with_no_mailbox_is_unknown(db: UserDB) -> None:
+    # Accepting it would take mail that goes nowhere; the sender must hear instead.
+    assert db.resolve("selfloop1@example.org") == Resolution("unknown")
+    assert db.resolve("selfloop2@example.org") == Resolution("unknown")
+
+
+def test_long_alias_chain_stops(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text(f"end@example.org:{HASH}\n")
+    aliases = tmp_path / "aliases"
+    n = MAX_ALIAS_DEPTH + 5
+    aliases.write_text(
+        "".join(f"a{i}@example.org: a{i + 1}@example.org\n" for i in range(n))
+        + f"a{n}@example.org: end@example.org\n"
+    )
+    db = UserDB(users, aliases, ["example.org"])
+    assert db.resolve(f"a{n - 3}@example.org").targets == ("end@example.org",)
+    assert db.resolve("a0@example.org") == Resolution("unknown")  # beyond the depth limit
+
+
+def test_missing_files_mean_no_users(tmp_path: Path) -> None:
+    db = UserDB(tmp_path / "users", tmp_path / "aliases", ["example.org"])
+    assert db.users == {}
+    assert db.resolve("alice@example.org") == Resolution("unknown")
+
+
+def test_reload_after_the_files_change(files: tuple[Path, Path], db: UserDB) -> None:
+    users, aliases = files
+    assert db.get("dave@example.org") is None
+    assert db.get("ALICE@example.org") is not None
+    edit_lines(users, lambda lines: [*lines, f"dave@example.org:{HASH}"])
+    assert db.get("dave@example.org") is not None
+    edit_lines(users, lambda lines: [x for x in lines if line_address(x) != "alice@example.org"])
+    assert db.get("alice@example.org") is None
+    edit_lines(aliases, lambda lines: ["@example.org: dave@example.org"])
+    assert db.resolve("postmaster@example.org").targets == ("dave@example.org",)
+
+
+def test_reload_sees_an_in_place_rewrite_of_the_same_size(
+    files: tuple[Path, Path], db: UserDB
+) -> None:
+    users, _ = files
+    assert db.get("bob@example.org") is not None
+    text = users.read_text().replace("bob@", "bib@")
+    st = users.stat()
+    users.write_text(text)
+    os.utime(users, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert db.get("bob@example.org") is None
+    assert db.get("bib@example.org") is not None
+
+
+def test_edit_lines_creates_and_replaces_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "users"
+    edit_lines(path, lambda lines: [*lines, "one"])
+    assert path.read_text() == "one\n"
+    assert (path.stat().st_mode & 0o777) == 0o640
+    path.chmod(0o600)
+    before = path.stat().st_ino
+    with path.open() as reader:
+        edit_lines(path, lambda lines: [*lines, "two"])
+        assert reader.read() == "one\n"  # an open reader keeps the old file whole
+    assert path.read_text() == "one\ntwo\n"
+    assert path.stat().st_ino != before  # replaced by rename, not rewritten in place
+    assert (path.stat().st_mode & 0o777) == 0o600  # the mode is kept
+    assert sorted(p.name for p in path.parent.iterdir()) == ["users", "users.lock"]
+
+
+def test_edit_lines_leaves_the_file_alone_when_the_change_fails(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_text("keep\n")
+
+    def change(lines: list[str]) -> list[str]:
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        edit_lines(path, change)
+    assert path.read_text() == "keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users", "users.lock"]
+
+
+def test_atomic_write_cleans_up_when_it_fails(tmp_path: Path) -> None:
+    target = tmp_path / "dir-in-the-way"
+    (target / "child").mkdir(parents=True)
+    with pytest.raises(OSError):
+        atomic_write(target, "text")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir-in-the-way"]
+
+
+def test_concurrent_edits_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    per_thread = 25
+
+    def worker(name: str) -> None:
+        for i in range(per_thread):
+            edit_lines(path, lambda lines, i=i: [*lines, f"{name}{i}"])
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = path.read_text().splitlines()
+    assert sorted(lines) == sorted(f"{n}{i}" for n in "ab" for i in range(per_thread))
+
+
+def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    got_it = threading.Event()
+
+    def other() -> None:
+        with locked(path):
+            got_it.set()
+
+    with locked(path):
+        t = threading.Thread(target=other)
+        t.start()
+        assert not got_it.wait(0.2)  # waits for us
+    t.join(5)
+    assert got_it.is_set()
+
+
+def test_line_address() -> None:
+    assert line_address(f"Alice@Example.org:{HASH}") == "alice@example.org"
+    assert line_address("  # comment") is None
+    assert line_address("   ") is None
+    assert line_address("@example.org: x@example.org") == "@example.org"
