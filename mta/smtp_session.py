@@ -7,14 +7,13 @@ lookup process), and the spooling of DATA before the 250 goes out.
 from __future__ import annotations
 
 import asyncio
-import base64
 import errno
 import time
 from email.utils import formatdate
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from common import ipc, log
+from common import ipc, log, sasl
 from common.config import Config
 from mta.queue import spool
 from mta.queue.envelope import LMTP, Recipient
@@ -131,13 +130,9 @@ class Handler:
 class SubmissionHandler(Handler):
     """Adds AUTH PLAIN and LOGIN, checked by the lookup process without blocking."""
 
-    async def _check(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
-        user = login.decode("utf-8", "replace")
+    async def _check(self, server: SMTP, user: str, password: str) -> AuthResult:
         try:
-            reply = await self.lookup.call(
-                "auth", user=user, password=password.decode("utf-8", "surrogateescape"),
-                service="smtp",
-            )
+            reply = await self.lookup.call("auth", user=user, password=password, service="smtp")
         except ipc.IPCError as e:
             self.log.error("authentication lookup failed", error=str(e))
             return AuthResult(success=False, handled=False,
@@ -148,39 +143,41 @@ class SubmissionHandler(Handler):
         self.log.info("authenticated", user=reply["user"], client=_peer_ip(server.session))
         return AuthResult(success=True, auth_data=reply["user"])
 
-    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if not isinstance(blob, bytes):
-                return AuthResult(success=False, handled=True)
+    async def _response(self, server: SMTP, args: list[str], challenge: str) -> bytes | None:
+        """The client's answer: given with the command, or asked for with a 334."""
+        if len(args) > 1:
+            raw: object = args[1]
         else:
-            try:
-                blob = base64.b64decode(args[1], validate=True)
-            except ValueError:
-                await server.push("501 5.5.2 Cannot decode the response")
-                return AuthResult(success=False, handled=True)
-        parts = blob.split(b"\0")
-        if len(parts) != 3:
-            await server.push("501 5.5.2 Cannot split the response")
+            raw = await server.challenge_auth(challenge, encode_to_b64=True)
+            if not isinstance(raw, bytes):
+                return None  # aborted or undecodable: aiosmtpd has already answered
+            return raw
+        try:
+            return sasl.decode(str(raw))
+        except sasl.SASLError as e:
+            await server.push(f"501 5.5.2 {e}")
+            return None
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob = await self._response(server, args, "")
+        if blob is None:
             return AuthResult(success=False, handled=True)
-        authzid, login, password = parts
+        try:
+            authzid, login, password = sasl.parse_plain(blob)
+        except sasl.SASLError as e:
+            await server.push(f"501 5.5.2 {e}")
+            return AuthResult(success=False, handled=True)
         if authzid and authzid != login:
             # Sending as another identity is not something a login grants.
             return AuthResult(success=False, handled=False)
         return await self._check(server, login, password)
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            login = await server.challenge_auth("Username:")
-        else:
-            try:
-                login = base64.b64decode(args[1], validate=True)
-            except ValueError:
-                await server.push("501 5.5.2 Cannot decode the response")
-                return AuthResult(success=False, handled=True)
-        if not isinstance(login, bytes):
+        login = await self._response(server, args, "Username:")
+        if login is None:
             return AuthResult(success=False, handled=True)
         password = await server.challenge_auth("Password:")
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)
-        return await self._check(server, login, password)
+        return await self._check(server, login.decode("utf-8", "surrogateescape"),
+                                 password.decode("utf-8", "surrogateescape"))

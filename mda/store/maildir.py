@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.fsutil import fsync_dir
+
 SUBDIRS = ("cur", "new", "tmp")
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -60,14 +62,6 @@ def unique_name(size: int) -> str:
     return f"{secs}.M{usec}P{os.getpid()}Q{next(_deliveries)}.{host},S={size}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -84,7 +78,7 @@ def _makedirs(path: Path) -> None:
         if path.is_dir():
             return  # made by a concurrent delivery
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _write_new_file(path: Path, data: bytes) -> None:
@@ -114,9 +108,9 @@ def _build(path: Path, folders: Sequence[str]) -> None:
         for sub in SUBDIRS:
             os.mkdir(folder / sub, DIR_MODE)
         _write_new_file(folder / "maildirfolder", b"")
-        _fsync_dir(folder)
+        fsync_dir(folder)
     _write_new_file(path / "subscriptions", "".join(f"{n}\n" for n in folders).encode())
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
 def ensure_maildir(path: Path, folders: Sequence[str]) -> bool:
@@ -148,7 +142,7 @@ def ensure_maildir(path: Path, folders: Sequence[str]) -> bool:
         if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and path.is_dir():
             return False  # another process created it first
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return True
 
 
@@ -188,7 +182,7 @@ def deliver(maildir: Path, data: bytes) -> str:
         if not linked:
             continue
         try:
-            _fsync_dir(new.parent)
+            fsync_dir(new.parent)
         except BaseException:
             # Not durable, so not delivered: the sender will try again, and
             # a copy left here would then be a duplicate.

@@ -19,6 +19,7 @@ import secrets
 import time
 from pathlib import Path
 
+from common.fsutil import fsync_dir
 from mta.queue.envelope import Envelope
 
 INCOMING, QUEUE = "incoming", "queue"
@@ -51,14 +52,6 @@ def new_id() -> str:
 
 def valid_id(qid: str) -> bool:
     return len(qid) == 17 and all(c in "0123456789ABCDEF" for c in qid)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
