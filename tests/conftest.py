@@ -49,7 +49,12 @@ def client_tls() -> ssl.SSLContext:
 
 
 def config_text(root: Path, **mta: object) -> str:
-    mta_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in mta.items())
+    settings: dict[str, object] = {
+        "smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"],
+        "retry_schedule": [0.5, 1, 2], "max_message_size": 1048576,
+    }
+    settings.update(mta)
+    mta_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
     return f"""\
 hostname = "mail.example.test"
 domains = ["example.test"]
@@ -74,11 +79,6 @@ level = "debug"
 failure_delay = 0.2
 
 [mta]
-smtp = ["127.0.0.1:0"]
-submission = ["127.0.0.1:0"]
-submissions = ["127.0.0.1:0"]
-retry_schedule = [0.5, 1, 2]
-max_message_size = 1048576
 {mta_lines}
 """
 
@@ -258,3 +258,13 @@ def _show_logs_on_failure(request):
     if rep is not None and rep.failed and st is not None:
         for d in ("mdad", "mtad"):
             print(f"----- {d} log -----\n{st.log(d)[-20000:]}")
+
+
+def require_tool(name: str) -> str:
+    """Path of a Debian client the test drives; under CI its absence is a failure."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is missing: .ci/run installs it")
+    pytest.skip(f"{name} is not installed (apt-get install {name})")
