@@ -22,7 +22,7 @@ from pathlib import Path
 from common.fsutil import fsync_dir
 from mta.queue.envelope import Envelope
 
-INCOMING, QUEUE = "incoming", "queue"
+INCOMING, QUEUE, CORRUPT = "incoming", "queue", "corrupt"
 
 
 async def lock_exclusive(root: Path, timeout: float) -> object:
@@ -41,7 +41,7 @@ async def lock_exclusive(root: Path, timeout: float) -> object:
 
 
 def create_dirs(root: Path) -> None:
-    for sub in (INCOMING, QUEUE):
+    for sub in (INCOMING, QUEUE, CORRUPT):
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
@@ -103,6 +103,9 @@ def save(root: Path, env: Envelope) -> None:
         tmp.unlink()
     _write_synced(tmp, env.to_bytes())
     os.replace(tmp, path)
+    # Otherwise a crash could bring back the old envelope, and with it
+    # recipients that were already delivered.
+    fsync_dir(root / QUEUE)
 
 
 def remove(root: Path, qid: str) -> None:
@@ -125,8 +128,23 @@ def load(root: Path) -> tuple[list[Envelope], list[str]]:
             (qdir / name).unlink()
             notes.append(f"{qid}: removed a message that was never committed")
         elif suffix == "env":
-            try:
-                envelopes.append(Envelope.from_bytes((qdir / name).read_bytes()))
-            except (ValueError, TypeError, KeyError) as e:
-                notes.append(f"{qid}: envelope unreadable, left in place: {e}")
+            problem = None
+            if f"{qid}.msg" not in names:
+                problem = "its message file is missing"
+            else:
+                try:
+                    envelopes.append(Envelope.from_bytes((qdir / name).read_bytes()))
+                except (OSError, ValueError, TypeError, KeyError) as e:
+                    problem = f"envelope unreadable: {e}"
+            if problem:
+                # Kept for the administrator, out of the scheduler's way.
+                _set_aside(root, qid)
+                notes.append(f"{qid}: {problem}; moved to {CORRUPT}/")
     return envelopes, notes
+
+
+def _set_aside(root: Path, qid: str) -> None:
+    (root / CORRUPT).mkdir(exist_ok=True, mode=0o700)
+    for suffix in (".env", ".msg"):
+        with contextlib.suppress(OSError):
+            os.rename(root / QUEUE / (qid + suffix), root / CORRUPT / (qid + suffix))

@@ -37,14 +37,16 @@ class LMTPConnection:
         except (OSError, TimeoutError) as e:
             raise LMTPError(f"cannot connect to {path}: {e}") from None
         conn = cls(reader, writer)
-        greeting = await conn.read_reply()
-        if greeting.code != 220:
+        try:
+            greeting = await conn.read_reply()
+            if greeting.code != 220:
+                raise LMTPError(f"greeting: {greeting}")
+            lhlo = await conn.command(f"LHLO {hostname}")
+            if lhlo.code != 250:
+                raise LMTPError(f"LHLO: {lhlo}")
+        except LMTPError:
             conn.close()
-            raise LMTPError(f"greeting: {greeting}")
-        lhlo = await conn.command(f"LHLO {hostname}")
-        if lhlo.code != 250:
-            conn.close()
-            raise LMTPError(f"LHLO: {lhlo}")
+            raise
         conn.extensions = {line.split(" ", 1)[0].upper() for line in lhlo.lines[1:]}
         return conn
 
