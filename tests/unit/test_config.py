@@ -176,3 +176,15 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 
 def test_default_path() -> None:
     assert config.DEFAULT_PATH == "/etc/mailpair/mailpair.toml"
+
+
+def test_the_sample_configuration_in_deploy_is_valid():
+    from pathlib import Path
+
+    from common import config
+
+    sample = Path(__file__).resolve().parents[2] / "deploy" / "mailpair.toml"
+    cfg = config.load(sample)
+    assert cfg.domains == ["example.org"]
+    assert cfg.mta.max_message_size == 36 * 1024 * 1024
+    assert cfg.mta.retry_schedule[-1] == 4 * 3600
