@@ -109,6 +109,10 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
+    # The lookup (mtad) and auth (mdad) processes run as this user, the only
+    # one besides root that may read the users and aliases files.
+    user: str = "mailpair-auth"
+    group: str = "mailpair-auth"
     # How long a successful password check is remembered, so a client that
     # logs in often does not pay for argon2 every time. 0 switches it off.
     cache_ttl: Duration = Duration(60)
@@ -154,6 +158,8 @@ class MTAConfig:
 class MDAConfig:
     user: str = "vmail"
     group: str = "vmail"
+    # Members of this group may hand mail over on the LMTP socket: the MTA's.
+    lmtp_group: str = "mailpair"
     # Maildir++ folders every new mailbox gets, with their SPECIAL-USE flag.
     folders: list[str] = field(
         default_factory=lambda: ["Sent", "Drafts", "Trash", "Junk", "Archive"]
