@@ -1,7 +1,9 @@
 # The only commands a newcomer needs: make run, make test, make lint, make bench.
 # Each creates the virtual environment in .venv first if it is missing.
 
-PYTHON ?= python3
+# Started as root, the daemons run their children as system users, who must be
+# able to run the interpreter: prefer the system's over one in root's home.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # Touched after a successful install; pip runs again only when pyproject.toml is newer.

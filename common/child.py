@@ -25,6 +25,8 @@ class ChildContext:
     role: str
     sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Key and certificate as handed over by the parent (the key file is root's).
+    tls_pem: bytes | None = None
 
 
 def _die_with_parent() -> None:
@@ -55,12 +57,17 @@ def run(daemon: str, role: str, main: Callable[[ChildContext], Awaitable[None]])
         sys.exit(78)  # EX_CONFIG: the supervisor logs it and backs off
     log.setup(cfg.log.format, cfg.log.level, daemon=daemon, role=role)
     sockets: dict[str, list[socket.socket]] = {}
+    tls_pem = None
     for item in args.fd:
         name, _, num = item.partition("=")
+        if name == "tls":
+            with os.fdopen(int(num), "rb") as f:
+                tls_pem = f.read()
+            continue
         sockets.setdefault(name, []).append(socket.socket(fileno=int(num)))
 
     async def runner() -> None:
-        ctx = ChildContext(cfg=cfg, daemon=daemon, role=role, sockets=sockets)
+        ctx = ChildContext(cfg=cfg, daemon=daemon, role=role, sockets=sockets, tls_pem=tls_pem)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, ctx.stopping.set)
         await main(ctx)

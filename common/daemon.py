@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-from common import config, log, tls
+from common import config, log, privileges, tls
 from common.config import Config, parse_listen
 from common.supervisor import Role, Supervisor, bind_tcp
 
@@ -31,7 +31,16 @@ def bound(socks: dict[str, list]) -> dict[str, list[tuple[str, int]]]:
     return {name: [s.getsockname()[:2] for s in lst] for name, lst in socks.items()}
 
 
-def main(daemon: str, build: Callable[[Config], tuple[list[Role], dict[str, list]]]) -> None:
+def load(path: str) -> tuple[Config, bytes]:
+    """Configuration and TLS material, as at start and at each reload."""
+    cfg = config.load(path)
+    return cfg, tls.prepare(cfg.tls, cfg.hostname)
+
+
+Builder = Callable[[Config], tuple[list[Role], dict[str, list]]]
+
+
+def main(daemon: str, build: Builder) -> None:
     args = parse_args(daemon)
     try:
         cfg = config.load(args.config)
@@ -45,12 +54,16 @@ def main(daemon: str, build: Callable[[Config], tuple[list[Role], dict[str, list
     logger = log.get()
     try:
         cfg.paths.run.mkdir(parents=True, exist_ok=True)
-        tls.prepare(cfg.tls, cfg.hostname)
+        _, pem = load(args.config)
         roles, listeners = build(cfg)
-    except (OSError, ValueError) as e:
+        for role in roles:  # a missing system user stops start-up, not a child later
+            if role.creds:
+                privileges.resolve(*role.creds(cfg))
+    except (OSError, ValueError, privileges.PrivilegeError, config.ConfigError) as e:
         logger.error("cannot start", error=str(e))
         print(f"{daemon}: cannot start: {e}", file=sys.stderr)
         sys.exit(1)
-    sup = Supervisor(daemon, cfg, roles)
-    sup.write_state(bound(listeners))
-    sys.exit(asyncio.run(sup.run()))
+    if not privileges.can_drop():
+        logger.info("not started as root: every process keeps this user")
+    sup = Supervisor(daemon, cfg, roles, load, pem)
+    sys.exit(asyncio.run(sup.run(bound(listeners))))

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from common import log
+from common import log, privileges
 
 MAX_FRAME = 64 * 1024 * 1024
 _HEADER = struct.Struct(">I")
@@ -70,14 +70,19 @@ class FrameDecoder:
         return out
 
 
-def bind_unix(path: Path, mode: int = 0o660) -> socket.socket:
-    """Bind a listening Unix socket at path, replacing a stale one."""
+def bind_unix(path: Path, mode: int = 0o660, uid: int | None = None,
+              gid: int | None = None) -> socket.socket:
+    """Bind a listening Unix socket at path, replacing a stale one.
+
+    Connecting needs write permission on the socket file, so owner, group
+    and mode say exactly which processes may talk to the one serving it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
-    path.chmod(mode)
+    privileges.own(path, uid, gid, mode)
     sock.listen(128)
     return sock
 

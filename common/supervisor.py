@@ -2,8 +2,14 @@
 
 A daemon is described by a table of roles. Each role is started as a fresh
 interpreter (`python -m <module>`) that receives its listening sockets by
-descriptor; a child that dies is started again after a back-off that grows
-while it keeps dying. The parent parses no network input.
+descriptor and runs as the role's user, with no supplementary groups; a
+child that dies is started again after a back-off that grows while it keeps
+dying. The parent parses no network input.
+
+SIGHUP re-reads the configuration and the certificate, then replaces each
+child by a new one: the new child starts on the same listening sockets
+before the old one is told to stop, and the old one finishes its sessions,
+so no connection is refused or cut.
 """
 
 from __future__ import annotations
@@ -16,17 +22,19 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import log
+from common import log, privileges
 from common.config import Config
 
 # A child that stayed up this long is healthy again: its back-off starts over.
 HEALTHY_AFTER = 30.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
-STOP_GRACE = 15.0
+# How long children get to finish their sessions on SIGTERM.
+STOP_GRACE = 45.0
 
 
 @dataclass
@@ -35,6 +43,10 @@ class Role:
     module: str
     # name -> listening sockets handed to the child as --fd name=N
     sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
+    # Who the child runs as, from the configuration (ignored when not root).
+    creds: Callable[[Config], tuple[str, str]] | None = None
+    # Whether the child needs the certificate and key (handed over, not read).
+    tls: bool = False
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
@@ -48,22 +60,37 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def pem_fd(pem: bytes) -> int:
+    """An anonymous file holding the key and certificate, for one child to read."""
+    fd = os.memfd_create("mailpair-tls", os.MFD_CLOEXEC)
+    os.write(fd, pem)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 class Supervisor:
-    def __init__(self, daemon: str, cfg: Config, roles: list[Role]) -> None:
+    def __init__(self, daemon: str, cfg: Config, roles: list[Role],
+                 load: Callable[[str], tuple[Config, bytes]], tls_pem: bytes) -> None:
         self.daemon = daemon
         self.cfg = cfg
         self.roles = roles
+        self.load = load
+        self.tls_pem = tls_pem
         self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.retired: set[int] = set()
+        self.watchers: set[asyncio.Task] = set()
+        self.listeners: dict[str, list[tuple[str, int]]] = {}
         self.stopping = asyncio.Event()
         self.log = log.get()
 
-    def write_state(self, listeners: dict[str, list[tuple[str, int]]]) -> Path:
-        """Record pid and bound ports, so tools and tests can find an ephemeral port."""
+    def write_state(self) -> None:
+        """pid, ports and children, for mta-ctl/mda-ctl and for tests (ephemeral ports)."""
         path = self.cfg.paths.run / f"{self.daemon}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "listeners": listeners}))
+        children = {name: p.pid for name, p in self.procs.items() if p.returncode is None}
+        tmp.write_text(json.dumps({"pid": os.getpid(), "listeners": self.listeners,
+                                   "children": children}))
         tmp.replace(path)
-        return path
 
     async def _spawn(self, role: Role) -> asyncio.subprocess.Process:
         args = [sys.executable, "-m", role.module, "--config", self.cfg.source]
@@ -72,30 +99,74 @@ class Supervisor:
             for s in socks:
                 fds.append(s.fileno())
                 args += ["--fd", f"{name}={s.fileno()}"]
+        tls_fd = None
+        if role.tls:
+            tls_fd = pem_fd(self.tls_pem)
+            fds.append(tls_fd)
+            args += ["--fd", f"tls={tls_fd}"]
+        creds = privileges.resolve(*role.creds(self.cfg)) if role.creds else None
         env = dict(os.environ, MAILPAIR_PARENT=str(os.getpid()))
-        proc = await asyncio.create_subprocess_exec(*args, pass_fds=fds, env=env)
-        self.log.info("child started", child=role.name, child_pid=proc.pid)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *args, pass_fds=fds, env=env, **privileges.spawn_kwargs(creds))
+        finally:
+            if tls_fd is not None:
+                os.close(tls_fd)
+        self.log.info("child started", child=role.name, child_pid=proc.pid,
+                      user=creds.user if creds else None)
         return proc
 
     async def _watch(self, role: Role) -> None:
         backoff = BACKOFF_FIRST
         while not self.stopping.is_set():
             started = time.monotonic()
-            proc = await self._spawn(role)
-            self.procs[role.name] = proc
-            code = await proc.wait()
-            if self.stopping.is_set():
-                return
-            lived = time.monotonic() - started
-            if lived > HEALTHY_AFTER:
+            try:
+                proc = await self._spawn(role)
+            except (OSError, privileges.PrivilegeError) as e:
+                self.log.error("cannot start child", child=role.name, error=str(e))
+                proc = None
+            if proc is not None:
+                self.procs[role.name] = proc
+                self.write_state()
+                code = await proc.wait()
+                if self.stopping.is_set() or proc.pid in self.retired:
+                    self.retired.discard(proc.pid)
+                    return
+                self.log.error("child died, restarting", child=role.name, exit_code=code,
+                               lived_s=round(time.monotonic() - started, 2),
+                               restart_in_s=backoff)
+            if time.monotonic() - started > HEALTHY_AFTER:
                 backoff = BACKOFF_FIRST
-            self.log.error(
-                "child died, restarting", child=role.name, exit_code=code,
-                lived_s=round(lived, 2), restart_in_s=backoff,
-            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _start_watcher(self, role: Role) -> None:
+        task = asyncio.create_task(self._watch(role))
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
+
+    async def reload(self) -> None:
+        try:
+            cfg, pem = self.load(self.cfg.source)
+        except Exception as e:  # a bad edit must not take a running server down
+            self.log.error("reload refused, keeping the running configuration", error=str(e))
+            return
+        if (cfg.mta.smtp, cfg.mta.submission, cfg.mta.submissions) != (
+                self.cfg.mta.smtp, self.cfg.mta.submission, self.cfg.mta.submissions):
+            self.log.warning("listener changes take effect at the next restart")
+        self.cfg, self.tls_pem = cfg, pem
+        self.log.info("reloading: replacing every child")
+        for role in self.roles:
+            old = self.procs.get(role.name)
+            if old is not None and old.returncode is None:
+                self.retired.add(old.pid)
+            self._start_watcher(role)
+            # The new child inherits the same listening sockets: the old one
+            # may stop accepting right away and finish what it has.
+            if old is not None and old.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    old.send_signal(signal.SIGTERM)
 
     async def _stop_children(self) -> None:
         alive = [p for p in self.procs.values() if p.returncode is None]
@@ -103,9 +174,7 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(p.wait() for p in alive)), STOP_GRACE
-            )
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in alive)), STOP_GRACE)
         except TimeoutError:
             for p in alive:
                 if p.returncode is None:
@@ -114,17 +183,37 @@ class Supervisor:
                         p.kill()
             await asyncio.gather(*(p.wait() for p in alive))
 
-    async def run(self) -> int:
+    async def run(self, listeners: dict[str, list[tuple[str, int]]]) -> int:
+        self.listeners = listeners
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        watchers = [asyncio.create_task(self._watch(r)) for r in self.roles]
-        self.log.info("started", roles=[r.name for r in self.roles])
+        reloads: set[asyncio.Task] = set()
+
+        def on_hup() -> None:
+            t = asyncio.create_task(self.reload())
+            reloads.add(t)
+            t.add_done_callback(reloads.discard)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        for role in self.roles:
+            self._start_watcher(role)
+        self.log.info("started", roles=[r.name for r in self.roles],
+                      drop=privileges.can_drop())
         await self.stopping.wait()
         self.log.info("stopping")
+        await asyncio.gather(*reloads, return_exceptions=True)
         await self._stop_children()
-        for w in watchers:
+        for w in list(self.watchers):
             w.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(*self.watchers, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.cfg.paths.run / f"{self.daemon}.json").unlink()
         self.log.info("stopped")
         return 0
+
+
+def run_dir(path: Path, gid: int | None) -> Path:
+    """A daemon's private socket directory: its children may enter, no one else."""
+    path.mkdir(parents=True, exist_ok=True)
+    privileges.own(path, 0 if gid is not None else None, gid, 0o750)
+    return path

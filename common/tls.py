@@ -59,8 +59,12 @@ def ensure_self_signed(cert: Path, key: Path, hostname: str) -> bool:
     return True
 
 
-def prepare(tls: TLSConfig, hostname: str) -> None:
-    """Called by a parent before it starts children: make or check the pair."""
+def prepare(tls: TLSConfig, hostname: str) -> bytes:
+    """Called by a parent (root) at start and reload: the key and certificate as PEM.
+
+    Children never read the key file: the parent hands them these bytes, so
+    the key can stay readable by root alone.
+    """
     if tls.self_signed:
         from common.users import locked
 
@@ -68,3 +72,17 @@ def prepare(tls: TLSConfig, hostname: str) -> None:
         with locked(tls.cert):
             ensure_self_signed(tls.cert, tls.key, hostname)
     server_context(tls.cert, tls.key)  # fail at start-up, not on the first STARTTLS
+    return tls.key.read_bytes() + b"\n" + tls.cert.read_bytes()
+
+
+def context_from_pem(pem: bytes) -> ssl.SSLContext:
+    """A server context from what the parent handed over, through an anonymous file."""
+    fd = os.memfd_create("tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, pem)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        return ctx
+    finally:
+        os.close(fd)

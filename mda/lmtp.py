@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import re
 import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiosmtpd.smtp import Envelope
 
 from common import child, ipc, log
 from common.child import ChildContext
 from common.config import Config
-from common.smtpserver import MailLMTP
+from common.smtpserver import GracefulLMTP, Sessions
 from common.users import SUBADDRESS_DELIMITER
 from mda.store import maildir
 
@@ -156,68 +154,22 @@ class Delivery:
         return maildir.deliver(path, header + content)
 
 
-class LMTPSession(MailLMTP):
-    """One connection; tells the server when it is between transactions."""
-
-    def __init__(self, handler: Any, sessions: LMTPServer, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self._sessions = sessions
-        self._in_data = False
-
-    @property
-    def idle(self) -> bool:
-        return not self._in_data and not (self.envelope and self.envelope.mail_from)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()  # written replies are still flushed first
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._sessions.open.add(self)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        super().connection_lost(error)
-        self._sessions.closed(self)
-
-    @functools.wraps(MailLMTP.smtp_MAIL)
-    async def smtp_MAIL(self, arg: str | None) -> None:
-        if self._sessions.stopping:
-            await self.push("421 4.3.2 shutting down, try again later")
-            self.close()
-            return
-        await super().smtp_MAIL(arg)
-
-    @functools.wraps(MailLMTP.smtp_RSET)
-    async def smtp_RSET(self, arg: str) -> None:
-        await super().smtp_RSET(arg)
-        self._sessions.settled(self)
-
-    @functools.wraps(MailLMTP.smtp_DATA)
-    async def smtp_DATA(self, arg: str) -> None:
-        self._in_data = True
-        try:
-            await super().smtp_DATA(arg)  # returns after the last reply is written
-        finally:
-            self._in_data = False
-            self._sessions.settled(self)
-
-
 class LMTPServer:
     """Serves LMTP on a listening Unix socket; stops without cutting a transaction short."""
 
     def __init__(self, cfg: Config, handler: Delivery) -> None:
         self.cfg = cfg
         self.handler = handler
-        self.open: set[LMTPSession] = set()
-        self.stopping = False
-        self._server: asyncio.Server | None = None
-        self._all_closed = asyncio.Event()
+        self.sessions = Sessions()
 
-    def _session(self) -> LMTPSession:
-        return LMTPSession(
+    @property
+    def open(self) -> set:
+        return self.sessions.open
+
+    def _session(self) -> GracefulLMTP:
+        return GracefulLMTP(
             self.handler,
-            self,
+            sessions=self.sessions,
             hostname=self.cfg.hostname,
             ident="LMTP mailpair",
             enable_SMTPUTF8=True,
@@ -230,32 +182,11 @@ class LMTPServer:
     async def start(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(self._session, sock=sock)
-
-    def settled(self, session: LMTPSession) -> None:
-        if self.stopping and session.idle:
-            session.close()
-
-    def closed(self, session: LMTPSession) -> None:
-        self.open.discard(session)
-        if self.stopping and not self.open:
-            self._all_closed.set()
+        self.sessions.add_server(await loop.create_unix_server(self._session, sock=sock))
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Accept no more; close idle sessions now, busy ones when done or after grace."""
-        self.stopping = True
-        if self._server is not None:
-            self._server.close()
-        if not self.open:
-            return
-        for s in list(self.open):
-            self.settled(s)
-        try:
-            await asyncio.wait_for(self._all_closed.wait(), grace)
-        except TimeoutError:
-            log.get().warning("closing busy LMTP sessions", sessions=len(self.open))
-            for s in list(self.open):
-                s.close()
+        await self.sessions.stop(grace)
 
 
 async def main(ctx: ChildContext) -> None:

@@ -1,23 +1,41 @@
 """mdad's parent: binds the LMTP socket (and later IMAP and POP3), starts the roles.
 
+| role | runs as   | touches                                  |
+| lmtp | mda.user  | the LMTP socket, the Maildirs            |
+| auth | auth.user | the users file                           |
+
 Adding a protocol is one more Role in the table below.
 """
 
 from __future__ import annotations
 
-from common import daemon, ipc
+from common import daemon, ipc, privileges
 from common.config import Config
-from common.supervisor import Role
+from common.supervisor import Role, run_dir
+
+
+def mda_creds(cfg: Config) -> tuple[str, str]:
+    return cfg.mda.user, cfg.mda.group
+
+
+def auth_creds(cfg: Config) -> tuple[str, str]:
+    return cfg.auth.user, cfg.auth.group
 
 
 def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
+    mda = privileges.resolve(*mda_creds(cfg))
+    auth = privileges.resolve(*auth_creds(cfg))
+    uid = mda.uid if mda else None
+    gid = mda.gid if mda else None
     cfg.paths.mail.mkdir(parents=True, exist_ok=True)
-    run = cfg.paths.run / "mda"
-    # The MTA connects as another user in production: the socket is its only door.
-    lmtp = ipc.bind_unix(cfg.lmtp_socket, mode=0o666)
+    privileges.own(cfg.paths.mail, uid, gid, 0o700)
+    run = run_dir(cfg.paths.run / "mda", gid)
+    # The MTA connects as its own user: the socket's group is its only door.
+    lmtp = ipc.bind_unix(cfg.lmtp_socket, 0o660, uid, privileges.group_id(cfg.mda.lmtp_group))
+    auth_sock = ipc.bind_unix(run / "auth.sock", 0o660, auth.uid if auth else None, gid)
     roles = [
-        Role("auth", "mda.auth", {"ipc": [ipc.bind_unix(run / "auth.sock")]}),
-        Role("lmtp", "mda.lmtp", {"lmtp": [lmtp]}),
+        Role("auth", "mda.auth", {"ipc": [auth_sock]}, auth_creds),
+        Role("lmtp", "mda.lmtp", {"lmtp": [lmtp]}, mda_creds),
     ]
     return roles, {}
 

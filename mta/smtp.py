@@ -8,21 +8,29 @@ AUTH. Port 465 is the same with TLS from the first byte (RFC 8314).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
+import time
 
 from common import child, ipc, log, tls
 from common.child import ChildContext
 from common.config import Config
-from common.smtpserver import MailSMTP
+from common.smtpserver import GracefulSMTP, Sessions
 from mta.queue import spool
 from mta.smtp_session import MX, SUBMISSION, SUBMISSIONS, Handler, SubmissionHandler
 
 STOP_GRACE = 30.0
+# A file in incoming/ lives for the milliseconds between DATA and commit; one
+# this old was left by a process that died (another smtp process, started by
+# a reload, may be writing its own files right now).
+STALE_INCOMING = 600.0
 
 
-def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext):
+def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext,
+            sessions: Sessions):
     common = dict(
+        sessions=sessions,
         data_size_limit=cfg.mta.max_message_size,
         enable_SMTPUTF8=True,
         hostname=cfg.hostname,
@@ -31,49 +39,62 @@ def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext):
     )
     if kind == MX:
         # No AUTH on the MX port: it takes mail for us, it relays for no one.
-        return lambda: MailSMTP(handler, tls_context=context,
+        return lambda: GracefulSMTP(handler, tls_context=context,
                                 auth_exclude_mechanism=["PLAIN", "LOGIN"], **common)
     if kind == SUBMISSION:
-        return lambda: MailSMTP(handler, tls_context=context, require_starttls=True,
+        return lambda: GracefulSMTP(handler, tls_context=context, require_starttls=True,
                                 auth_required=True, auth_require_tls=True, **common)
     # Implicit TLS: the whole connection is encrypted before the first command,
     # which aiosmtpd does not see as STARTTLS, so its TLS-before-AUTH rule is moot.
-    return lambda: MailSMTP(handler, auth_required=True, auth_require_tls=False, **common)
+    return lambda: GracefulSMTP(handler, auth_required=True, auth_require_tls=False, **common)
 
 
 def clean_incoming(cfg: Config) -> None:
-    """Whatever a previous smtp process left in incoming/ was never acknowledged."""
+    """What a dead smtp process left in incoming/ was never acknowledged: it may go."""
     inc = cfg.paths.spool / spool.INCOMING
+    now = time.time()
     for name in os.listdir(inc):
-        qid = name.partition(".")[0]
-        spool.discard_incoming(cfg.paths.spool, qid)
-        log.get().info("discarded an unacknowledged message", queue_id=qid)
+        with contextlib.suppress(FileNotFoundError):
+            if now - (inc / name).stat().st_mtime < STALE_INCOMING:
+                continue
+            qid = name.partition(".")[0]
+            spool.discard_incoming(cfg.paths.spool, qid)
+            log.get().info("discarded an unacknowledged message", queue_id=qid)
+
+
+async def clean_incoming_now_and_then(cfg: Config) -> None:
+    while True:
+        await asyncio.to_thread(clean_incoming, cfg)
+        await asyncio.sleep(STALE_INCOMING / 2)
 
 
 async def main(ctx: ChildContext) -> None:
     cfg = ctx.cfg
-    clean_incoming(cfg)
-    context = tls.server_context(cfg.tls.cert, cfg.tls.key)
+    cleaner = asyncio.create_task(clean_incoming_now_and_then(cfg))
+    assert ctx.tls_pem is not None, "the parent hands the smtp process its certificate"
+    context = tls.context_from_pem(ctx.tls_pem)
+    sessions = Sessions()
     run = cfg.paths.run / "mta"
     lookup = ipc.Client(run / "lookup.sock", timeout=30)
     queue = ipc.Client(run / "queue.sock", timeout=60)
     loop = asyncio.get_running_loop()
-    servers = []
+    count = 0
     for kind in (MX, SUBMISSION, SUBMISSIONS):
         cls = Handler if kind == MX else SubmissionHandler
         handler = cls(cfg, kind, lookup, queue)
-        make = factory(cfg, kind, handler, context)
+        make = factory(cfg, kind, handler, context, sessions)
         for sock in ctx.sockets.get(kind, []):
             sock.setblocking(False)
-            servers.append(await loop.create_server(
+            sessions.add_server(await loop.create_server(
                 make, sock=sock, ssl=context if kind == SUBMISSIONS else None))
-    log.get().info("ready", listeners=len(servers))
+            count += 1
+    log.get().info("ready", listeners=count)
     await ctx.stopping.wait()
-    for s in servers:
-        s.close()
-    # Sessions in the middle of DATA get time to finish before we go.
-    await asyncio.wait([asyncio.create_task(s.wait_closed()) for s in servers],
-                       timeout=STOP_GRACE)
+    # Transactions in flight finish (their 250 means the message is ours);
+    # idle sessions are told 421 and closed.
+    await sessions.stop(STOP_GRACE)
+    cleaner.cancel()
+    log.get().info("stopped")
 
 
 if __name__ == "__main__":

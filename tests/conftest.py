@@ -186,6 +186,11 @@ class Stack:
     def lmtp_socket(self) -> Path:
         return self.root / "run" / "lmtp.sock"
 
+    def give_to_mail_user(self, path: Path) -> None:
+        """A directory a test made by hand inside the mail root, as the MDA would own it."""
+        if os.geteuid() == 0:
+            shutil.chown(path, "vmail", "vmail")
+
     def maildir(self, address: str) -> Path:
         local, domain = address.split("@")
         return self.root / "mail" / domain / local / "Maildir"
@@ -215,8 +220,25 @@ class Stack:
         return s
 
 
+SYSTEM_USERS = ("mailpair", "vmail", "mailpair-auth")
+
+
+@pytest.fixture(scope="session")
+def system_users() -> None:
+    """As root the daemons drop to their own users: make them, as deploy/install.sh does."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    for name in SYSTEM_USERS:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                            "--home-dir", "/", "--shell", "/usr/sbin/nologin", name], check=True)
+
+
 @pytest.fixture
-def bare_stack(tmp_path: Path) -> Iterator[Stack]:
+def bare_stack(tmp_path: Path, system_users: None) -> Iterator[Stack]:
     """Configured, with users, but not started."""
     # Unix socket paths are limited to 108 bytes: keep the root short.
     root = Path(f"/tmp/mp-{os.getpid()}-{tmp_path.name[-20:]}")

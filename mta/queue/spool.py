@@ -23,6 +23,7 @@ from common.fsutil import fsync_dir
 from mta.queue.envelope import Envelope
 
 INCOMING, QUEUE, CORRUPT = "incoming", "queue", "corrupt"
+SUBDIRS = (INCOMING, QUEUE, CORRUPT)
 
 
 async def lock_exclusive(root: Path, timeout: float) -> object:
@@ -41,7 +42,7 @@ async def lock_exclusive(root: Path, timeout: float) -> object:
 
 
 def create_dirs(root: Path) -> None:
-    for sub in (INCOMING, QUEUE, CORRUPT):
+    for sub in SUBDIRS:
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 

@@ -115,6 +115,7 @@ def test_one_failing_mailbox_of_three_is_retried_alone(stack):
     # carol's mailbox cannot be created: a file stands where her directory goes.
     blocked = stack.maildir("carol@example.test").parent
     blocked.parent.mkdir(parents=True, exist_ok=True)
+    stack.give_to_mail_user(blocked.parent)
     blocked.write_text("in the way")
     with stack.smtp() as s:
         s.sendmail("s@remote.test",
