@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
+import signal
 import sys
 import time
 from typing import Any
@@ -35,6 +37,9 @@ def ask(cfg: config.Config, op: str, **args: Any) -> dict[str, Any]:
     try:
         return asyncio.run(call())
     except ipc.IPCError as e:
+        if "failed:" in str(e):  # the queue answered: the request itself was refused
+            click.echo(f"mta-ctl: {str(e).split('failed: ', 1)[1]}", err=True)
+            sys.exit(1)
         click.echo(f"mta-ctl: mtad's queue does not answer ({e}); is mtad running?", err=True)
         sys.exit(EX_UNAVAILABLE)
 
@@ -55,27 +60,67 @@ def main(ctx: click.Context, config_path: str) -> None:
     ctx.obj = config_path
 
 
+def daemon_state(cfg: config.Config) -> dict[str, Any]:
+    try:
+        state = json.loads((cfg.paths.run / "mtad.json").read_text())
+        os.kill(state["pid"], 0)
+        return state
+    except (OSError, ValueError, KeyError):
+        click.echo("mtad is not running", err=True)
+        sys.exit(EX_UNAVAILABLE)
+
+
+def proc_user(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return pwd.getpwuid(int(line.split()[1])).pw_name
+    except (OSError, KeyError):
+        pass
+    return "?"
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_obj
 def status(config_path: str, as_json: bool) -> None:
-    """Whether mtad runs, its listeners and the size of its queue."""
+    """Whether mtad runs: its processes, listeners and the size of its queue."""
     cfg = load(config_path)
-    try:
-        state = json.loads((cfg.paths.run / "mtad.json").read_text())
-        os.kill(state["pid"], 0)
-    except (OSError, ValueError, KeyError):
-        click.echo("mtad is not running", err=True)
-        sys.exit(EX_UNAVAILABLE)
+    state = daemon_state(cfg)
     queued = len(ask(cfg, "list")["messages"])
+    children = {name: {"pid": pid, "user": proc_user(pid)}
+                for name, pid in state.get("children", {}).items()}
     if as_json:
-        click.echo(json.dumps({"pid": state["pid"], "listeners": state["listeners"],
-                               "queued": queued}))
+        click.echo(json.dumps({"pid": state["pid"], "children": children,
+                               "listeners": state["listeners"], "queued": queued}))
         return
     click.echo(f"mtad running, pid {state['pid']}, {queued} message(s) in the queue")
+    for name, c in children.items():
+        click.echo(f"  {name:12} pid {c['pid']:<8} user {c['user']}")
     for name, addrs in state["listeners"].items():
         for host, port in addrs:
-            click.echo(f"  {name:12} {host}:{port}")
+            click.echo(f"  {name:12} listening on {host}:{port}")
+
+
+def signal_daemon(config_path: str, sig: signal.Signals, what: str) -> None:
+    state = daemon_state(load(config_path))
+    os.kill(state["pid"], sig)
+    click.echo(f"mtad (pid {state['pid']}): {what}")
+
+
+@main.command()
+@click.pass_obj
+def reload(config_path: str) -> None:
+    """Re-read configuration and certificate; replace processes without cutting sessions."""
+    signal_daemon(config_path, signal.SIGHUP, "reloading")
+
+
+@main.command()
+@click.pass_obj
+def stop(config_path: str) -> None:
+    """Stop accepting, let sessions finish, then exit."""
+    signal_daemon(config_path, signal.SIGTERM, "stopping")
 
 
 @main.group()
@@ -106,12 +151,45 @@ def queue_list(config_path: str, as_json: bool) -> None:
     click.echo(f"-- {len(messages)} message(s)")
 
 
-@queue.command("flush")
+@queue.command("show")
+@click.argument("queue_id")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_obj
-def queue_flush(config_path: str) -> None:
-    """Try every queued message now."""
-    n = ask(load(config_path), "flush")["flushed"]
+def queue_show(config_path: str, queue_id: str, as_json: bool) -> None:
+    """One message: its envelope, each recipient's state, and its header."""
+    m = ask(load(config_path), "show", id=queue_id)
+    if as_json:
+        click.echo(json.dumps(m, indent=1))
+        return
+    click.echo(f"id:        {m['id']}\nsender:    <{m['sender']}>\nsize:      {m['size']}\n"
+               f"attempts:  {m['attempts']}\nheld:      {'yes' if m['held'] else 'no'}")
+    for r in m["recipients"]:
+        click.echo(f"recipient: {r['state']:9} <{r['address']}> {r['last_reply']}")
+    click.echo("")
+    click.echo(m["message"].split("\r\n\r\n", 1)[0].replace("\r\n", "\n"))
+
+
+@queue.command("flush")
+@click.argument("queue_id", required=False)
+@click.pass_obj
+def queue_flush(config_path: str, queue_id: str | None) -> None:
+    """Try every queued message now (or just QUEUE_ID)."""
+    n = ask(load(config_path), "flush", **({"id": queue_id} if queue_id else {}))["flushed"]
     click.echo(f"{n} message(s) scheduled for delivery now")
+
+
+def simple(op: str, done: str, doc: str) -> None:
+    @queue.command(op, help=doc)
+    @click.argument("queue_id")
+    @click.pass_obj
+    def command(config_path: str, queue_id: str) -> None:
+        qid = ask(load(config_path), op, id=queue_id)["id"]
+        click.echo(f"{qid}: {done}")
+
+
+simple("hold", "held", "Keep a message in the queue without trying it.")
+simple("release", "released", "Try a held message again.")
+simple("delete", "deleted", "Remove a message from the queue without delivering it.")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Envelope:
     attempts: int = 0
     next_try: float = 0.0
     last_error: str = ""
+    held: bool = False  # by the administrator: not tried until released
 
     def pending(self, route: str | None = None) -> list[Recipient]:
         return [r for r in self.recipients

@@ -16,6 +16,7 @@ from typing import Any
 from common import child, ipc, log
 from common.child import ChildContext
 from mta.queue import scheduler, spool
+from mta.queue.control import Control
 from mta.queue.envelope import LMTP, SMTP, Envelope
 
 # How long one hand-over to the relay may take before it counts as failed.
@@ -49,7 +50,7 @@ class Queue:
         for note in notes:
             self.log.warning("spool clean-up", note=note)
         for env in envelopes:
-            self.schedule(env, env.next_try)
+            self.schedule(env, env.next_try)  # a held one is skipped when due
             self.log.info("picked up from spool", queue_id=env.id, next_try=env.next_try)
 
     # -- requests ------------------------------------------------------------
@@ -65,21 +66,6 @@ class Queue:
         )
         self.schedule(env, time.time())
         return {}
-
-    async def op_list(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"messages": [
-            {"id": e.id, "sender": e.sender, "size": e.size, "created": e.created,
-             "next_try": e.next_try, "attempts": e.attempts,
-             "recipients": [vars(r) for r in e.recipients]}
-            for e in sorted(self.envs.values(), key=lambda e: e.created)
-        ]}
-
-    async def op_flush(self, req: dict[str, Any]) -> dict[str, Any]:
-        now = time.time()
-        for env in list(self.envs.values()):
-            if env.id not in self.inflight:
-                self.schedule(env, now)
-        return {"flushed": len(self.envs)}
 
     # -- delivery ------------------------------------------------------------
 
@@ -138,8 +124,8 @@ class Queue:
             while self.heap and self.heap[0][0] <= now:
                 when, qid = heapq.heappop(self.heap)
                 env = self.envs.get(qid)
-                if env is None or qid in self.inflight or env.next_try != when:
-                    continue  # a stale entry: the message was rescheduled or is gone
+                if env is None or qid in self.inflight or env.next_try != when or env.held:
+                    continue  # a stale entry (rescheduled or gone), or held by the admin
                 await self.slots.acquire()
                 self.inflight.add(qid)
                 task = asyncio.create_task(self._run_one(env))
@@ -159,9 +145,7 @@ async def main(ctx: ChildContext) -> None:
     lock = await spool.lock_exclusive(q.root, timeout=STOP_GRACE * 3)
     q.load()
     (sock,) = ctx.sockets["ipc"]
-    server = await ipc.serve(sock, {
-        "commit": q.op_commit, "list": q.op_list, "flush": q.op_flush,
-    })
+    server = await ipc.serve(sock, {"commit": q.op_commit, **Control(q).handlers()})
     runner = asyncio.create_task(q.run())
     stop = asyncio.create_task(ctx.stopping.wait())
     log.get().info("ready", queued=len(q.envs))

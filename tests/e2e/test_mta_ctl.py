@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -39,3 +40,38 @@ def test_ctl_says_when_mtad_is_not_running(bare_stack):
     r = ctl(bare_stack, "queue", "list")
     assert r.returncode == 69 and "is mtad running" in r.stderr
     assert ctl(bare_stack, "status").returncode == 69
+
+
+def test_hold_release_show_and_delete(bare_stack):
+    stack = bare_stack
+    stack.write_config(retry_schedule=[3600])
+    stack.start("mtad")
+    with stack.smtp() as s:
+        s.sendmail("s@remote.test", ["bob@example.test"], b"Subject: keep\r\n\r\none\r\n")
+        s.sendmail("s@remote.test", ["carol@example.test"], b"Subject: drop\r\n\r\ntwo\r\n")
+    first, second = json.loads(ctl(stack, "queue", "list", "--json").stdout)
+    shown = json.loads(ctl(stack, "queue", "show", first["id"], "--json").stdout)
+    assert "Subject: keep" in shown["message"] and shown["held"] is False
+    assert "Subject: keep" in ctl(stack, "queue", "show", first["id"]).stdout
+    assert ctl(stack, "queue", "hold", first["id"]).returncode == 0
+    assert ctl(stack, "queue", "delete", second["id"]).returncode == 0
+    assert [m["id"] for m in json.loads(ctl(stack, "queue", "list", "--json").stdout)] == [
+        first["id"]]
+    r = ctl(stack, "queue", "show", second["id"])
+    assert r.returncode == 1 and "no message" in r.stderr
+    stack.start("mdad")
+    ctl(stack, "queue", "flush")  # a held message is not tried, even on flush
+    assert json.loads(ctl(stack, "queue", "show", first["id"], "--json").stdout)["held"]
+    assert stack.messages("bob@example.test") == []
+    assert ctl(stack, "queue", "release", first["id"]).returncode == 0
+    stack.wait_messages("bob@example.test", 1)
+    assert stack.messages("carol@example.test") == []
+
+
+def test_status_lists_processes_with_their_users(stack):
+    st = json.loads(ctl(stack, "status", "--json").stdout)
+    assert set(st["children"]) == {"smtp", "queue", "relay", "lookup"}
+    if os.geteuid() == 0:
+        users = {name: c["user"] for name, c in st["children"].items()}
+        assert users == {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
+                         "lookup": "mailpair-auth"}
