@@ -47,3 +47,10 @@ bench: venv
 clean:
 	rm -rf var .pytest_cache .ruff_cache .hypothesis build
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Install on this server, as root: system users, directories, /opt/mailpair/venv,
+# /etc/mailpair and the systemd units. Safe to run again; options go in
+# INSTALL_ARGS, e.g. make install INSTALL_ARGS='--prefix /srv/mailpair --no-systemd'.
+.PHONY: install
+install:
+	bash deploy/install.sh $(INSTALL_ARGS)

@@ -34,7 +34,7 @@ HEALTHY_AFTER = 30.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 # How long children get to finish their sessions on SIGTERM.
-STOP_GRACE = 45.0
+STOP_GRACE = 50.0
 
 
 @dataclass
@@ -116,15 +116,16 @@ class Supervisor:
                       user=creds.user if creds else None)
         return proc
 
-    async def _watch(self, role: Role) -> None:
+    async def _watch(self, role: Role, first: asyncio.subprocess.Process | None = None) -> None:
         backoff = BACKOFF_FIRST
         while not self.stopping.is_set():
             started = time.monotonic()
-            try:
-                proc = await self._spawn(role)
-            except (OSError, privileges.PrivilegeError) as e:
-                self.log.error("cannot start child", child=role.name, error=str(e))
-                proc = None
+            proc, first = first, None
+            if proc is None:
+                try:
+                    proc = await self._spawn(role)
+                except (OSError, privileges.PrivilegeError) as e:
+                    self.log.error("cannot start child", child=role.name, error=str(e))
             if proc is not None:
                 self.procs[role.name] = proc
                 self.write_state()
@@ -141,8 +142,8 @@ class Supervisor:
                 await asyncio.wait_for(self.stopping.wait(), backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
-    def _start_watcher(self, role: Role) -> None:
-        task = asyncio.create_task(self._watch(role))
+    def _start_watcher(self, role: Role, first: asyncio.subprocess.Process | None = None) -> None:
+        task = asyncio.create_task(self._watch(role, first))
         self.watchers.add(task)
         task.add_done_callback(self.watchers.discard)
 
@@ -159,29 +160,38 @@ class Supervisor:
         self.log.info("reloading: replacing every child")
         for role in self.roles:
             old = self.procs.get(role.name)
+            try:
+                new = await self._spawn(role)
+            except (OSError, privileges.PrivilegeError) as e:
+                self.log.error("reload: cannot start child, keeping the old one",
+                               child=role.name, error=str(e))
+                continue
             if old is not None and old.returncode is None:
                 self.retired.add(old.pid)
-            self._start_watcher(role)
-            # The new child inherits the same listening sockets: the old one
-            # may stop accepting right away and finish what it has.
+            self._start_watcher(role, new)
+            # The new child holds the same listening sockets: the old one may
+            # stop accepting now and finish the sessions it has.
             if old is not None and old.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     old.send_signal(signal.SIGTERM)
 
     async def _stop_children(self) -> None:
-        alive = [p for p in self.procs.values() if p.returncode is None]
-        for p in alive:
+        """Last role first: the network-facing ones finish their sessions while the
+        roles they depend on (queue, lookup) still answer them."""
+        deadline = time.monotonic() + STOP_GRACE
+        for role in reversed(self.roles):
+            p = self.procs.get(role.name)
+            if p is None or p.returncode is not None:
+                continue
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in alive)), STOP_GRACE)
-        except TimeoutError:
-            for p in alive:
-                if p.returncode is None:
-                    self.log.warning("child did not stop in time, killing", child_pid=p.pid)
-                    with contextlib.suppress(ProcessLookupError):
-                        p.kill()
-            await asyncio.gather(*(p.wait() for p in alive))
+            try:
+                await asyncio.wait_for(p.wait(), max(1.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self.log.warning("child did not stop in time, killing", child=role.name)
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                await p.wait()
 
     async def run(self, listeners: dict[str, list[tuple[str, int]]]) -> int:
         self.listeners = listeners

@@ -1,15 +1,18 @@
-"""mda-ctl: edit the virtual users and aliases files.
+"""mda-ctl: edit the virtual users and aliases files, check a set-up, look into mailboxes.
 
 An admin tool, no daemon logic: it changes the files through common/ (lock,
-then atomic rename) and both daemons notice the change on their own.
+then atomic rename) and both daemons notice the change on their own. `check`
+(mda/ctl_check.py) and `mailbox` (mda/ctl_mailbox.py) only read.
 
-Exit codes: 0 done, 1 refused or failed (such as "no such user"), 2 bad
-usage or a bad address, 78 a configuration problem (as the daemons).
+Exit codes: 0 done, 1 refused or failed (such as "no such user", or an ERROR
+found by `check`), 2 bad usage or a bad address, 78 a configuration problem
+(as the daemons).
 """
 
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -18,6 +21,8 @@ import click
 from common import config, users
 from common.passwords import hash_password
 from common.users import line_address
+from mda import ctl_check, ctl_mailbox
+from mda.store.maildir import maildir_path
 
 
 class Failed(click.ClickException):
@@ -94,7 +99,7 @@ as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
               show_default=True, help="The configuration file (or env MAILPAIR_CONFIG).")
 @click.pass_context
 def cli(ctx: click.Context, path: str) -> None:
-    """Manage mailpair's virtual users and aliases."""
+    """Manage mailpair's virtual users and aliases, check the set-up, look into mailboxes."""
     ctx.obj = {"path": path}
 
 
@@ -251,6 +256,92 @@ def alias_list(ctx: click.Context, as_json: bool) -> None:
         return
     for a, t in aliases.items():
         click.echo(f"{a}: {', '.join(t)}")
+
+
+@cli.command()
+@as_json
+@click.pass_context
+def check(ctx: click.Context, as_json: bool) -> None:
+    """Check the configuration, users, aliases, certificate, directories and system users.
+
+    One finding per line, OK, WARN or ERROR; exits 1 if there is an ERROR.
+    """
+    findings = ctl_check.run(ctx.obj["path"])
+    if as_json:
+        click.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        for f in findings:
+            click.echo(f.line())
+    if any(f.level == ctl_check.ERROR for f in findings):
+        ctx.exit(1)
+
+
+@cli.group()
+def mailbox() -> None:
+    """Look into a user's Maildir (read-only)."""
+
+
+def _maildir(ctx: click.Context, value: str) -> Path:
+    address = _address(value)
+    cfg = _cfg(ctx)
+    known, _ = users.parse_users(_read(cfg.paths.users), str(cfg.paths.users))
+    if address not in known:
+        raise Failed(f"no such user: {address}")
+    try:
+        path = maildir_path(cfg.paths.mail, address)
+    except ValueError as e:
+        raise Failed(f"{address} cannot have a Maildir: {e}") from None
+    try:
+        is_dir = stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:
+        is_dir = False
+    except OSError as e:  # such as /var/vmail (vmail, 0700) for another user
+        raise Failed(f"cannot read {path}: {e.strerror}") from None
+    if not is_dir:
+        raise Failed(f"{address} has no mailbox yet: {path} is made by the first delivery")
+    # A symlink may not lead the tool out of the mail root.
+    if not path.resolve().is_relative_to(cfg.paths.mail.resolve()):
+        raise Failed(f"{path} leads outside paths.mail ({cfg.paths.mail}): not read")
+    return path
+
+
+def _folders(ctx: click.Context, address: str) -> list[ctl_mailbox.Folder]:
+    path = _maildir(ctx, address)
+    try:
+        return ctl_mailbox.folders(path)
+    except OSError as e:
+        raise Failed(f"cannot read {e.filename or path}: {e.strerror}") from None
+
+
+@mailbox.command("list")
+@click.argument("address")
+@as_json
+@click.pass_context
+def mailbox_list(ctx: click.Context, address: str, as_json: bool) -> None:
+    """A user's folders: messages in new/ and cur/, unseen, bytes."""
+    found = _folders(ctx, address)
+    if as_json:
+        click.echo(json.dumps([f.as_dict() for f in found], indent=2))
+        return
+    width = max(len("FOLDER"), *(len(f.name) for f in found))
+    click.echo(f"{'FOLDER':<{width}}  {'NEW':>6}  {'CUR':>6}  {'UNSEEN':>6}  {'BYTES':>12}")
+    for f in found:
+        click.echo(f"{f.name:<{width}}  {f.new:>6}  {f.cur:>6}  {f.unseen:>6}  {f.bytes:>12}")
+
+
+@mailbox.command("stats")
+@click.argument("address")
+@as_json
+@click.pass_context
+def mailbox_stats(ctx: click.Context, address: str, as_json: bool) -> None:
+    """A user's totals: messages, unseen, bytes, folders (INBOX counts as one)."""
+    address = _address(address)
+    stats = ctl_mailbox.totals(_folders(ctx, address))
+    if as_json:
+        click.echo(json.dumps({"address": address, **stats}, indent=2))
+        return
+    for key, value in stats.items():
+        click.echo(f"{key:<9} {value}")
 
 
 def main() -> None:

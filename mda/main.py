@@ -33,6 +33,7 @@ def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
     # The MTA connects as its own user: the socket's group is its only door.
     lmtp = ipc.bind_unix(cfg.lmtp_socket, 0o660, uid, privileges.group_id(cfg.mda.lmtp_group))
     auth_sock = ipc.bind_unix(run / "auth.sock", 0o660, auth.uid if auth else None, gid)
+    # Stopped in reverse order: lmtp finishes while auth still answers it.
     roles = [
         Role("auth", "mda.auth", {"ipc": [auth_sock]}, auth_creds),
         Role("lmtp", "mda.lmtp", {"lmtp": [lmtp]}, mda_creds),

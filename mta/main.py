@@ -41,10 +41,12 @@ def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
     lookup = ipc.bind_unix(run / "lookup.sock", 0o660, auth.uid if auth else None, gid)
     queue = ipc.bind_unix(run / "queue.sock", 0o660, uid, gid)
     relay = ipc.bind_unix(run / "relay.sock", 0o600, uid, gid)
+    # Started in this order and stopped in the reverse one: each role only
+    # calls roles above it, so none loses its peer while it finishes.
     roles = [
         Role("lookup", "mta.lookup", {"ipc": [lookup]}, auth_creds),
-        Role("queue", "mta.queue.main", {"ipc": [queue]}, mta_creds),
         Role("relay", "mta.relay.main", {"ipc": [relay]}, mta_creds),
+        Role("queue", "mta.queue.main", {"ipc": [queue]}, mta_creds),
         Role("smtp", "mta.smtp", listeners, mta_creds, tls=True),
     ]
     return roles, listeners

@@ -90,6 +90,7 @@ class Stack:
         self.config = root / "mailpair.toml"
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        self.run_as: int | None = None  # a uid to start the daemons as, instead of ours
         (root / "etc").mkdir(parents=True, exist_ok=True)
 
     # -- set-up ----------------------------------------------------------------
@@ -123,6 +124,7 @@ class Stack:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module, "-c", str(self.config)],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                **({"user": self.run_as} if self.run_as is not None else {}),
             )
         self.procs[daemon] = proc
 

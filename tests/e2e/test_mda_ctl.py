@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from common.passwords import check_password
+from common.passwords import check_password, hash_password
+from common.tls import ensure_self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).parent / "mda-ctl"
@@ -214,3 +218,233 @@ def test_console_script(ctl: Ctl) -> None:
     assert r.stdout == ""
     r = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "user" in r.stdout and "alias" in r.stdout
+
+
+# -- check ---------------------------------------------------------------------------
+
+ME = pwd.getpwuid(os.geteuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getegid()).gr_name
+
+
+def make_setup(ctl: Ctl, tmp: Path, extra: str = "") -> None:
+    """A complete, correct set-up in tmp whose system users are the current user.
+
+    Run as root, that is root itself, so every ownership check applies and passes.
+    """
+    etc = tmp / "etc"
+    (etc / "tls").mkdir(parents=True, exist_ok=True)
+    ensure_self_signed(etc / "tls" / "cert.pem", etc / "tls" / "key.pem", "mail.example.test")
+    for d in ("spool", "spool/incoming", "spool/queue", "spool/corrupt", "mail"):
+        (tmp / d).mkdir(mode=0o700, exist_ok=True)
+    ctl.users.write_text(f"alice@example.test:{hash_password('pw', cheap=True)}\n")
+    ctl.aliases.write_text("postmaster@example.test: alice@example.test\n")
+    ctl.users.chmod(0o640)
+    ctl.aliases.chmod(0o640)
+    ctl.config.write_text(f"""\
+hostname = "mail.example.test"
+domains = ["example.test"]
+[paths]
+spool = "{tmp}/spool"
+mail = "{tmp}/mail"
+run = "{tmp}/run"
+users = "{ctl.users}"
+aliases = "{ctl.aliases}"
+[tls]
+cert = "{etc}/tls/cert.pem"
+key = "{etc}/tls/key.pem"
+[auth]
+user = "{ME}"
+group = "{MY_GROUP}"
+[mta]
+user = "{ME}"
+group = "{MY_GROUP}"
+[mda]
+user = "{ME}"
+group = "{MY_GROUP}"
+lmtp_group = "{MY_GROUP}"
+{extra}""")
+
+
+def lines(r: subprocess.CompletedProcess, level: str) -> list[str]:
+    return [x for x in r.stdout.splitlines() if x.split(" ", 1)[0] == level]
+
+
+def test_check_a_good_setup(ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path)
+    r = ctl("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lines(r, "ERROR") == [] and lines(r, "WARN") == [], r.stdout
+    assert len(lines(r, "OK")) == len(r.stdout.splitlines()) >= 8
+    assert any("load together" in x for x in lines(r, "OK"))
+    r = ctl("check", "--json")
+    assert r.returncode == 0
+    findings = json.loads(r.stdout)
+    assert {f["level"] for f in findings} == {"OK"}
+    assert all(set(f) == {"level", "what", "detail"} for f in findings)
+    assert {"config", "users file", "aliases", "tls", "spool", "mail"} <= {
+        f["what"] for f in findings}
+
+
+def test_check_warns_of_a_world_readable_users_file(ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path)
+    ctl.users.chmod(0o644)
+    r = ctl("check")
+    assert r.returncode == 0, r.stdout
+    (warn,) = lines(r, "WARN")
+    assert str(ctl.users) in warn and "readable by everyone" in warn
+    assert lines(r, "ERROR") == []
+
+
+def test_check_reports_an_unknown_config_key(ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path, extra="colour = 'blue'\n")
+    r = ctl("check")
+    assert r.returncode == 1
+    (error,) = lines(r, "ERROR")
+    assert "mda.colour: unknown key" in error and str(ctl.config) in error
+    r = ctl("check", "--json")
+    assert r.returncode == 1
+    assert [f["level"] for f in json.loads(r.stdout)] == ["ERROR"]
+
+
+def test_check_reports_a_key_that_is_not_the_certificates(ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    ensure_self_signed(other / "cert.pem", other / "key.pem", "mail.example.test")
+    os.replace(other / "key.pem", tmp_path / "etc" / "tls" / "key.pem")
+    r = ctl("check")
+    assert r.returncode == 1
+    (error,) = lines(r, "ERROR")
+    assert error.startswith("ERROR tls:") and "do not load together" in error
+
+
+def test_check_warnings(ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path)
+    text = ctl.config.read_text().replace('key = "', 'self_signed = true\nkey = "')
+    ctl.config.write_text(text)
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / "etc" / "tls" / name).unlink()
+    (tmp_path / "spool" / "corrupt").rmdir()
+    with open(ctl.users, "a") as f:
+        f.write(f"zed@elsewhere.test:{hash_password('pw', cheap=True)}\nnot a line\n")
+    with open(ctl.aliases, "a") as f:
+        f.write("sales@example.test: nobody@example.test, friend@remote.test\n"
+                "info@example.test: alice+info@example.test\n")
+    r = ctl("check")
+    assert r.returncode == 0, r.stdout
+    warns = lines(r, "WARN")
+    assert any("zed@elsewhere.test: elsewhere.test is not in domains" in w for w in warns)
+    assert any(f"{ctl.users}:3: expected user@domain" in w for w in warns)
+    assert any("sales@example.test -> nobody@example.test: no such user or alias" in w
+               for w in warns)
+    assert any(f"{tmp_path}/spool/corrupt does not exist: created at start" in w
+               for w in warns)
+    assert len(warns) == 4, r.stdout  # a remote target and a subaddress are fine
+    assert any("made at start (tls.self_signed)" in x for x in lines(r, "OK"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership is only checked as root")
+def test_check_as_root_reports_missing_users_and_unreadable_files(
+        ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path)
+    text = ctl.config.read_text()
+    # The auth processes as nobody:nogroup cannot read root:root 0640 files.
+    text = text.replace(f'[auth]\nuser = "{ME}"\ngroup = "{MY_GROUP}"',
+                        '[auth]\nuser = "nobody"\ngroup = "nogroup"')
+    text = text.replace(f'[mta]\nuser = "{ME}"', '[mta]\nuser = "no-such-user-mp"')
+    ctl.config.write_text(text)
+    r = ctl("check")
+    assert r.returncode == 1
+    errors = lines(r, "ERROR")
+    assert any("mta.user: the user 'no-such-user-mp' does not exist" in e for e in errors)
+    assert any(str(ctl.users) in e and "cannot be read by auth.user nobody" in e
+               for e in errors)
+    assert any(str(ctl.aliases) in e and "cannot be read by auth.user nobody" in e
+               for e in errors)
+    os.chown(ctl.users, 0, grp.getgrnam("nogroup").gr_gid)
+    r = ctl("check")
+    assert not any(str(ctl.users) in e for e in lines(r, "ERROR")), r.stdout
+
+
+# -- mailbox ---------------------------------------------------------------------------
+
+
+def put(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+
+
+@pytest.fixture
+def mailboxes(ctl: Ctl, tmp_path: Path) -> Path:
+    """alice's Maildir, made by hand: INBOX, .Sent and .Archive.2024."""
+    make_setup(ctl, tmp_path)
+    with open(ctl.users, "a") as f:
+        f.write(f"bob@example.test:{hash_password('pw', cheap=True)}\n")
+    md = tmp_path / "mail" / "example.test" / "alice" / "Maildir"
+    put(md / "new" / "1.M1.host,S=10", 10)
+    put(md / "new" / "2.M2.host,S=20", 20)
+    put(md / "cur" / "3.M3.host:2,S", 30)
+    put(md / "cur" / "4.M4.host:2,FS", 40)
+    put(md / "cur" / "5.M5.host:2,R", 50)  # answered but not seen
+    put(md / "tmp" / "6.M6.host", 1000)  # not delivered yet: not counted
+    put(md / "new" / ".nfs0001", 1000)  # dot-files are not messages
+    put(md / "dovecot-uidlist", 1000)
+    put(md / ".Sent" / "cur" / "7.M7.host:2,S", 60)
+    (md / ".Sent" / "new").mkdir()
+    put(md / ".Archive.2024" / "new" / "8.M8.host", 70)
+    put(md / ".Archive.2024" / "cur" / "9.M9.host", 80)  # no info at all: unseen
+    return md
+
+
+def test_mailbox_list(ctl: Ctl, mailboxes: Path) -> None:
+    r = ctl("mailbox", "list", "alice@example.test", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [
+        {"folder": "INBOX", "messages": 5, "new": 2, "cur": 3, "unseen": 3, "bytes": 150},
+        {"folder": "Archive/2024", "messages": 2, "new": 1, "cur": 1, "unseen": 2,
+         "bytes": 150},
+        {"folder": "Sent", "messages": 1, "new": 0, "cur": 1, "unseen": 0, "bytes": 60},
+    ]
+    r = ctl("mailbox", "list", "Alice@Example.test")
+    assert r.returncode == 0, r.stderr
+    rows = [x.split() for x in r.stdout.splitlines()]
+    assert rows == [["FOLDER", "NEW", "CUR", "UNSEEN", "BYTES"],
+                    ["INBOX", "2", "3", "3", "150"],
+                    ["Archive/2024", "1", "1", "2", "150"],
+                    ["Sent", "0", "1", "0", "60"]]
+
+
+def test_mailbox_stats(ctl: Ctl, mailboxes: Path) -> None:
+    r = ctl("mailbox", "stats", "alice@example.test", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"address": "alice@example.test", "messages": 8,
+                                    "unseen": 5, "bytes": 360, "folders": 3}
+    r = ctl("mailbox", "stats", "alice@example.test")
+    assert r.returncode == 0, r.stderr
+    assert [x.split() for x in r.stdout.splitlines()] == [
+        ["messages", "8"], ["unseen", "5"], ["bytes", "360"], ["folders", "3"]]
+    # Reading a message moves it to cur/ with the S flag: one fewer unseen.
+    (mailboxes / "new" / "1.M1.host,S=10").rename(mailboxes / "cur" / "1.M1.host,S=10:2,S")
+    r = ctl("mailbox", "stats", "alice@example.test", "--json")
+    assert json.loads(r.stdout)["unseen"] == 4
+
+
+def test_mailbox_refusals(ctl: Ctl, mailboxes: Path, tmp_path: Path) -> None:
+    for command in ("list", "stats"):
+        r = ctl("mailbox", command, "nobody@example.test")
+        assert r.returncode == 1
+        assert "no such user: nobody@example.test" in r.stderr
+        r = ctl("mailbox", command, "bob@example.test")
+        assert r.returncode == 1
+        assert "bob@example.test has no mailbox yet" in r.stderr
+        r = ctl("mailbox", command, "not-an-address")
+        assert r.returncode == 2
+    # A Maildir that is a symlink out of paths.mail is not read.
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(mailboxes, elsewhere)
+    bob = tmp_path / "mail" / "example.test" / "bob"
+    bob.mkdir()
+    (bob / "Maildir").symlink_to(elsewhere)
+    r = ctl("mailbox", "list", "bob@example.test")
+    assert r.returncode == 1
+    assert "leads outside paths.mail" in r.stderr and r.stdout == ""

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Install mailpair on a Debian-like server. Run as root; running it again
+# changes only what is missing or wrong, and never overwrites the configuration.
+#
+#   bash deploy/install.sh [--prefix DIR] [--etc DIR] [--spool DIR] [--mail DIR]
+#                          [--systemd-dir DIR | --no-systemd] [--no-venv]
+#
+# It creates the system users, the directories with their owners and modes,
+# the virtual environment with mtad, mdad, mta-ctl and mda-ctl, a starting
+# configuration, empty users and aliases files and the two systemd units.
+set -euo pipefail
+umask 022  # the venv and the configuration must be readable by the children's users
+shopt -u patsub_replacement 2>/dev/null || true  # '&' in a path stays an '&'
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Defaults: the paths in deploy/mailpair.toml and deploy/*.service.
+DEF_PREFIX=/opt/mailpair
+DEF_ETC=/etc/mailpair
+DEF_SPOOL=/var/spool/mailpair
+DEF_MAIL=/var/vmail
+
+PREFIX=$DEF_PREFIX
+ETC=$DEF_ETC
+SPOOL=$DEF_SPOOL
+MAIL=$DEF_MAIL
+SYSTEMD_DIR=/etc/systemd/system
+DO_SYSTEMD=1
+DO_VENV=1
+
+MTA_USER=mailpair      # mtad's smtp, queue and relay
+MDA_USER=vmail         # mdad's lmtp (imap, pop3)
+AUTH_USER=mailpair-auth  # mtad's lookup and mdad's auth: the only readers of users/aliases
+
+usage() {
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+while [[ $# -gt 0 ]]; do
+    opt=$1
+    case $opt in
+        --prefix|--etc|--spool|--mail|--systemd-dir)
+            [[ $# -ge 2 ]] || die "$opt needs a directory"
+            value=$2
+            shift 2
+            ;;
+        --*=*)
+            value=${opt#*=}
+            opt=${opt%%=*}
+            shift
+            ;;
+        --no-systemd) DO_SYSTEMD=0; shift; continue ;;
+        --no-venv) DO_VENV=0; shift; continue ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $opt" ;;
+    esac
+    # Paths go into TOML strings and unit files (split on spaces, '%' a specifier).
+    [[ $value == /* ]] || die "$opt: expected an absolute path, got '$value'"
+    [[ $value =~ ^[A-Za-z0-9._/+@:-]+$ ]] \
+        || die "$opt: '$value' has characters this script does not handle (spaces, quotes, %)"
+    value=$(realpath -m -- "$value")
+    case $opt in
+        --prefix) PREFIX=$value ;;
+        --etc) ETC=$value ;;
+        --spool) SPOOL=$value ;;
+        --mail) MAIL=$value ;;
+        --systemd-dir) SYSTEMD_DIR=$value ;;
+        *) usage >&2; die "unknown option: $opt" ;;
+    esac
+done
+
+[[ $EUID -eq 0 ]] || die "run as root: it creates system users and chowns directories"
+
+changes=0
+did() {
+    echo "  $*"
+    changes=$((changes + 1))
+}
+
+# -- users and groups -------------------------------------------------------------
+
+NOLOGIN=/usr/sbin/nologin
+[[ -x $NOLOGIN ]] || NOLOGIN=/sbin/nologin
+[[ -x $NOLOGIN ]] || NOLOGIN=/bin/false
+
+ensure_group() {
+    getent group "$1" >/dev/null && return
+    groupadd --system "$1"
+    did "created the system group $1"
+}
+
+ensure_user() {  # NAME: a system user whose primary group has its name
+    ensure_group "$1"
+    getent passwd "$1" >/dev/null && return
+    useradd --system --no-create-home --home-dir / --shell "$NOLOGIN" --gid "$1" "$1"
+    did "created the system user $1"
+}
+
+# -- files and directories ------------------------------------------------------------
+
+# Owner, group and mode right, else fixed: stat's %a has no leading zeros.
+ensure_owner_mode() {  # PATH OWNER GROUP MODE
+    local want have
+    want="$2:$3 $(printf '%o' "$((8#$4))")"
+    have=$(stat -L -c '%U:%G %a' -- "$1")
+    [[ $have == "$want" ]] && return
+    chown -- "$2:$3" "$1"
+    chmod -- "$4" "$1"
+    did "fixed $1: was $have, now $want"
+}
+
+ensure_dir() {  # PATH OWNER GROUP MODE
+    if [[ -d $1 ]]; then
+        ensure_owner_mode "$@"
+        return
+    fi
+    [[ -e $1 || -L $1 ]] && die "$1 exists and is not a directory"
+    install -d -o "$2" -g "$3" -m "$4" -- "$1"
+    did "created $1 ($2:$3 $4)"
+}
+
+ensure_file() {  # PATH OWNER GROUP MODE: an empty file unless it exists
+    if [[ -e $1 ]]; then
+        [[ -f $1 ]] || die "$1 exists and is not a file"
+        ensure_owner_mode "$@"
+        return
+    fi
+    install -o "$2" -g "$3" -m "$4" /dev/null "$1"
+    did "created $1 (empty, $2:$3 $4)"
+}
+
+# Write text to PATH (root:root MODE) unless it already holds exactly that.
+put_file() {  # PATH MODE TEXT
+    if [[ -f $1 ]] && [[ $(cat -- "$1") == "$3" ]]; then
+        ensure_owner_mode "$1" root root "$2"
+        return 1
+    fi
+    local tmp
+    tmp=$(mktemp "$1.XXXXXX")
+    printf '%s\n' "$3" >"$tmp"
+    chown root:root "$tmp"
+    chmod "$2" "$tmp"
+    mv -f -- "$tmp" "$1"
+    did "wrote $1"
+}
+
+# The sample's default paths replaced by the ones given on the command line.
+rewrite_paths() {  # TEXT
+    local text=$1
+    text=${text//"/opt/mailpair/"/"$PREFIX/"}
+    text=${text//"$DEF_ETC/"/"$ETC/"}
+    text=${text//"$DEF_SPOOL"/"$SPOOL"}
+    text=${text//"$DEF_MAIL"/"$MAIL"}
+    printf '%s' "$text"
+}
+
+echo "mailpair: installing from $REPO"
+
+ensure_user "$MTA_USER"
+ensure_user "$MDA_USER"
+ensure_user "$AUTH_USER"
+
+ensure_dir "$PREFIX" root root 0755
+ensure_dir "$ETC" root root 0755
+ensure_dir "$ETC/tls" root root 0755
+# Only the root parents read the key; they hand it to their children.
+[[ -f $ETC/tls/key.pem ]] && ensure_owner_mode "$ETC/tls/key.pem" root root 0600
+[[ -f $ETC/tls/cert.pem ]] && ensure_owner_mode "$ETC/tls/cert.pem" root root 0644
+ensure_dir "$SPOOL" "$MTA_USER" "$MTA_USER" 0700
+for sub in incoming queue corrupt; do
+    ensure_dir "$SPOOL/$sub" "$MTA_USER" "$MTA_USER" 0700
+done
+ensure_dir "$MAIL" "$MDA_USER" "$MDA_USER" 0700
+# /run/mailpair is made by systemd (RuntimeDirectory=), its run/mta and
+# run/mda by the daemons themselves.
+
+CONF=$ETC/mailpair.toml
+if [[ -e $CONF ]]; then
+    mode=$(stat -L -c '%a' -- "$CONF")
+    if [[ $mode != 644 ]]; then
+        echo "  note: $CONF has mode $mode (kept); the children re-read it, 0644 is expected"
+    fi
+else
+    put_file "$CONF" 0644 "$(rewrite_paths "$(cat -- "$REPO/deploy/mailpair.toml")")"
+fi
+ensure_file "$ETC/users" root "$AUTH_USER" 0640
+ensure_file "$ETC/aliases" root "$AUTH_USER" 0640
+
+# Documentation= of the units points here.
+put_file "$PREFIX/README.md" 0644 "$(cat -- "$REPO/README.md")" || true
+
+# -- the virtual environment ------------------------------------------------------------
+
+if [[ $DO_VENV -eq 1 ]]; then
+    PY=${PYTHON:-python3}
+    command -v "$PY" >/dev/null || die "$PY not found: apt-get install python3 python3-venv"
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$PY is older than 3.11"
+    if [[ ! -x $PREFIX/venv/bin/python ]]; then
+        "$PY" -m venv "$PREFIX/venv" || die "python3 -m venv failed: apt-get install python3-venv"
+        did "created the virtual environment $PREFIX/venv"
+    fi
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the
+    # sources, which would leave root-owned files in the checkout.
+    SRC=$(mktemp -d)
+    trap 'rm -rf -- "$SRC"' EXIT
+    tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./var --exclude=./build \
+        --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$SRC" -xf -
+    "$PREFIX/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SRC"
+    did "installed mailpair from $REPO into $PREFIX/venv"
+fi
+
+# -- systemd ---------------------------------------------------------------------
+
+if [[ $DO_SYSTEMD -eq 1 ]]; then
+    ensure_dir "$SYSTEMD_DIR" root root 0755
+    units_changed=0
+    for unit in mda.service mta.service; do
+        if put_file "$SYSTEMD_DIR/$unit" 0644 "$(rewrite_paths "$(cat -- "$REPO/deploy/$unit")")"
+        then
+            units_changed=1
+        fi
+    done
+    if [[ $units_changed -eq 1 ]]; then
+        if [[ -d /run/systemd/system ]]; then
+            systemctl daemon-reload
+            did "ran systemctl daemon-reload"
+        else
+            echo "  systemd is not running here: skipped systemctl daemon-reload"
+        fi
+    fi
+fi
+
+if [[ $changes -eq 0 ]]; then
+    echo "  nothing to change: everything was in place"
+fi
+
+CTL="$PREFIX/venv/bin/mda-ctl"
+[[ $ETC == "$DEF_ETC" ]] || CTL="$CTL -c $CONF"
+cat <<EOF
+
+Next steps:
+  1. Set hostname and domains in $CONF.
+  2. Put the certificate chain in $ETC/tls/cert.pem (0644) and its key in
+     $ETC/tls/key.pem (root:root 0600).
+  3. Add users and aliases:
+       $CTL user add alice@example.org
+       $CTL alias add postmaster@example.org alice@example.org
+  4. Check it all: $CTL check
+  5. Start both daemons (mda first; mta wants it):
+       systemctl enable --now mda mta
+EOF

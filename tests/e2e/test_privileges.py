@@ -1,0 +1,143 @@
+"""Privilege separation, checked on the running processes themselves."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Stack, wait_for
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+
+EXPECTED = {
+    "mtad": {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
+             "lookup": "mailpair-auth"},
+    "mdad": {"lmtp": "vmail", "auth": "mailpair-auth"},
+}
+
+
+def status(pid: int) -> dict[str, list[str]]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.split() for k, _, v in (line.partition(":") for line in f)}
+
+
+@root_only
+@pytest.mark.parametrize("daemon", ["mtad", "mdad"])
+def test_each_child_runs_as_its_user_with_no_groups_and_no_capabilities(stack, daemon):
+    state = stack.state(daemon)
+    assert status(state["pid"])["Uid"][0] == "0"  # the parent stays root to bind and supervise
+    assert set(state["children"]) == set(EXPECTED[daemon])
+    for name, user in EXPECTED[daemon].items():
+        st = status(state["children"][name])
+        pw = pwd.getpwnam(user)
+        gid = grp.getgrnam(user).gr_gid
+        assert st["Uid"] == [str(pw.pw_uid)] * 4, (name, st["Uid"])  # real, effective, saved, fs
+        assert st["Gid"] == [str(gid)] * 4, (name, st["Gid"])
+        assert st["Groups"] == [], (name, st["Groups"])
+        assert int(st["CapEff"][0], 16) == 0 and int(st["CapPrm"][0], 16) == 0, name
+
+
+def can_read_as(path, user: str) -> bool:
+    """Open the file with exactly the credentials a child has: its user, its group, nothing else."""
+    pw = pwd.getpwnam(user)
+    r = subprocess.run([sys.executable, "-c", f"open({str(path)!r}).read()"],
+                       user=pw.pw_uid, group=grp.getgrnam(user).gr_gid, extra_groups=[],
+                       capture_output=True)
+    return r.returncode == 0
+
+
+@root_only
+def test_only_the_lookup_processes_can_read_the_users_file(stack):
+    users = stack.root / "etc" / "users"
+    shutil.chown(users, "root", "mailpair-auth")
+    users.chmod(0o640)
+    assert can_read_as(users, "mailpair-auth")
+    assert not can_read_as(users, "mailpair")  # smtp, queue, relay
+    assert not can_read_as(users, "vmail")  # lmtp (and imap, pop3)
+    # The network-facing children hold no descriptor of it or of the TLS key either.
+    secret = {str(users), str(stack.root / "etc" / "key.pem")}
+    for daemon, name in (("mtad", "smtp"), ("mdad", "lmtp")):
+        pid = stack.state(daemon)["children"][name]
+        fds = os.listdir(f"/proc/{pid}/fd")
+        targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+        assert not targets & secret, (name, targets & secret)
+    # And with those modes the whole path still works: login and delivery.
+    with stack.submission("alice@example.test") as s:
+        s.sendmail("alice@example.test", ["bob@example.test"], b"Subject: p\r\n\r\nx\r\n")
+    stack.wait_messages("bob@example.test", 1)
+
+
+@root_only
+def test_what_the_parents_create_has_the_owners_of_the_roles(stack):
+    def owner(p):
+        st = os.stat(p)
+        return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o777
+    assert owner(stack.root / "spool" / "queue") == ("mailpair", "mailpair", 0o700)
+    assert owner(stack.root / "spool" / "incoming") == ("mailpair", "mailpair", 0o700)
+    assert owner(stack.root / "mail") == ("vmail", "vmail", 0o700)
+    assert owner(stack.lmtp_socket) == ("vmail", "mailpair", 0o660)
+    assert owner(stack.root / "run" / "mta" / "lookup.sock") == ("mailpair-auth", "mailpair", 0o660)
+    assert owner(stack.root / "run" / "mda" / "auth.sock") == ("mailpair-auth", "vmail", 0o660)
+    with stack.smtp() as s:
+        s.sendmail("s@remote.test", ["carol@example.test"], b"Subject: o\r\n\r\nx\r\n")
+    stack.wait_messages("carol@example.test", 1)
+    (msg,) = [p for p in (stack.maildir("carol@example.test") / "new").iterdir()]
+    assert owner(msg)[:2] == ("vmail", "vmail")
+    assert owner(stack.maildir("carol@example.test").parent.parent)[:2] == ("vmail", "vmail")
+
+
+@root_only
+def test_as_an_ordinary_user_everything_runs_without_a_drop(tmp_path, system_users):
+    """The development set-up: one user for everything, no root anywhere."""
+    user = "mailpair"
+    root = Path(f"/tmp/mp-nr-{os.getpid()}")  # pytest's own tmp is root's alone
+    shutil.rmtree(root, ignore_errors=True)
+    stack = Stack(root, root)
+    stack.write_config()
+    stack.add_user("alice@example.test")
+    for p in [root, *root.rglob("*")]:
+        shutil.chown(p, user, user)
+    pw = pwd.getpwnam(user)
+    stack.run_as = pw.pw_uid
+    try:
+        stack.start("mdad")
+        stack.start("mtad")
+        for daemon in ("mtad", "mdad"):
+            state = stack.state(daemon)
+            for pid in [state["pid"], *state["children"].values()]:
+                assert status(pid)["Uid"][0] == str(pw.pw_uid)
+        with stack.smtp() as s:
+            s.sendmail("s@remote.test", ["alice@example.test"], b"Subject: n\r\n\r\nx\r\n")
+        stack.wait_messages("alice@example.test", 1)
+    finally:
+        stack.stop_all()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_dead_child_is_restarted_and_service_goes_on(stack):
+    old = stack.state("mtad")["children"]["smtp"]
+    os.kill(old, 9)
+    new = wait_for(lambda: (p := stack.state("mtad")["children"].get("smtp")) != old and p,
+                   20, "a new smtp process")
+    assert new != old
+    assert "child died, restarting" in stack.log("mtad")
+    wait_for(lambda: stack._banner(("127.0.0.1", stack.port("smtp"))), 20, "the banner again")
+    with stack.smtp() as s:
+        s.sendmail("s@remote.test", ["alice@example.test"], b"Subject: r\r\n\r\nx\r\n")
+    stack.wait_messages("alice@example.test", 1)
+
+
+def test_the_parents_parse_no_network_input(stack):
+    """Only children hold the listening sockets' connections; the parents import no protocol."""
+    for daemon, module in (("mtad", "mta.main"), ("mdad", "mda.main")):
+        r = subprocess.run([sys.executable, "-c", f"import sys, {module}; "
+                            "print(sorted(m for m in sys.modules if m.startswith('aiosmtpd')))"],
+                           cwd=ROOT, capture_output=True, text=True, check=True)
+        assert r.stdout.strip() == "[]", (daemon, r.stdout)
