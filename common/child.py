@@ -27,6 +27,9 @@ class ChildContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # Key and certificate as handed over by the parent (the key file is root's).
     tls_pem: bytes | None = None
+    # Set with stopping when a reload replaces this process (SIGUSR1): its
+    # sessions may run to their natural end instead of being told 421.
+    retiring: bool = False
 
 
 def _die_with_parent() -> None:
@@ -70,6 +73,11 @@ def run(daemon: str, role: str, main: Callable[[ChildContext], Awaitable[None]])
         ctx = ChildContext(cfg=cfg, daemon=daemon, role=role, sockets=sockets, tls_pem=tls_pem)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, ctx.stopping.set)
+
+        def retire() -> None:
+            ctx.retiring = True
+            ctx.stopping.set()
+        loop.add_signal_handler(signal.SIGUSR1, retire)
         await main(ctx)
 
     try:

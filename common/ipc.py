@@ -36,6 +36,10 @@ class IPCError(Exception):
     """The peer is unreachable, answered late, or reported a failure."""
 
 
+class _Closed(IPCError):
+    """The connection closed before the answer came."""
+
+
 def encode(message: dict[str, Any]) -> bytes:
     body = json.dumps(message, separators=(",", ":")).encode()
     if len(body) > MAX_FRAME:
@@ -87,12 +91,23 @@ def bind_unix(path: Path, mode: int = 0o660, uid: int | None = None,
     return sock
 
 
-async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> asyncio.Server:
-    """Answer requests arriving on a listening socket with the named handlers."""
-    logger = log.get()
+class Server:
+    """Answers requests arriving on a listening socket with the named handlers."""
 
-    async def run_one(msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        handler = handlers.get(str(msg.get("op")))
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        self.handlers = handlers
+        self.inflight: set[asyncio.Task] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.log = log.get()
+
+    async def start(self, sock: socket.socket) -> Server:
+        sock.setblocking(False)
+        self._server = await asyncio.start_unix_server(self._on_client, sock=sock)
+        return self
+
+    async def _run_one(self, msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        handler = self.handlers.get(str(msg.get("op")))
         args = msg.get("args")
         reply: dict[str, Any]
         if handler is None or not isinstance(args, dict):
@@ -101,33 +116,54 @@ async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> asyncio.Se
             try:
                 reply = {"ok": True, "result": await handler(args)}
             except Exception as e:  # a failing request must not take the server down
-                logger.exception("ipc request failed", op=msg.get("op"))
+                self.log.exception("ipc request failed", op=msg.get("op"))
                 reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         reply["seq"] = msg.get("seq")
         if not writer.is_closing():
             writer.write(encode(reply))
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_client(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
         decoder = FrameDecoder()
-        tasks: set[asyncio.Task] = set()
+        self.writers.add(writer)
         try:
             while data := await reader.read(65536):
                 for msg in decoder.feed(data):
-                    t = asyncio.create_task(run_one(msg, writer))
-                    tasks.add(t)
-                    t.add_done_callback(tasks.discard)
+                    t = asyncio.create_task(self._run_one(msg, writer))
+                    self.inflight.add(t)
+                    t.add_done_callback(self.inflight.discard)
                 await writer.drain()
         except (IPCError, ConnectionError) as e:
-            logger.warning("ipc connection dropped", error=str(e))
+            self.log.warning("ipc connection dropped", error=str(e))
         except asyncio.CancelledError:
-            pass  # the server is closing
+            pass  # the process is ending
         finally:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            self.writers.discard(writer)
             writer.close()
 
-    sock.setblocking(False)
-    return await asyncio.start_unix_server(on_client, sock=sock)
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Stop for good without losing an answer: no new connection, no new
+        request read; what is being served is answered, then connections close
+        (a client then reconnects, to the process that replaced this one)."""
+        self.close()
+        for w in self.writers:
+            w.transport.pause_reading()
+        if self.inflight:
+            await asyncio.wait(self.inflight, timeout=grace)
+        for w in list(self.writers):
+            w.close()
+
+
+async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> Server:
+    return await Server(handlers).start(sock)
 
 
 class Client:
@@ -172,11 +208,24 @@ class Client:
                 self._writer = None
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_exception(IPCError(f"{self.path} closed the connection"))
+                    fut.set_exception(_Closed(f"{self.path} closed the connection"))
             self._pending.clear()
 
-    async def call(self, op: str, timeout: float | None = None, **args: Any) -> dict[str, Any]:
-        """Send one request and return its result; IPCError when none comes."""
+    async def call(self, op: str, timeout: float | None = None, idempotent: bool = False,
+                   **args: Any) -> dict[str, Any]:
+        """Send one request and return its result; IPCError when none comes.
+
+        An idempotent request whose connection closed before its answer (the
+        peer was replaced by a reload) is sent once more on a new connection.
+        """
+        try:
+            return await self._call(op, timeout, args)
+        except _Closed:
+            if not idempotent:
+                raise
+            return await self._call(op, timeout, args)
+
+    async def _call(self, op: str, timeout: float | None, args: dict[str, Any]) -> dict[str, Any]:
         writer = await self._connect()
         seq = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
@@ -185,9 +234,12 @@ class Client:
         try:
             await writer.drain()
             reply = await asyncio.wait_for(fut, timeout or self.timeout)
-        except (ConnectionError, TimeoutError) as e:
+        except ConnectionError as e:
             self._pending.pop(seq, None)
-            raise IPCError(f"{op} to {self.path}: {str(e) or 'timed out'}") from None
+            raise _Closed(f"{op} to {self.path}: {e}") from None
+        except TimeoutError:
+            self._pending.pop(seq, None)
+            raise IPCError(f"{op} to {self.path}: timed out") from None
         if not reply.get("ok"):
             raise IPCError(f"{op} to {self.path} failed: {reply.get('error')}")
         return reply.get("result") or {}

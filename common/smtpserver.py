@@ -64,6 +64,8 @@ class Sessions:
     def __init__(self) -> None:
         self.open: set[GracefulMixin] = set()
         self.stopping = False
+        # Retiring after a reload: the sessions end when their clients end them.
+        self.draining = False
         self._all_closed = asyncio.Event()
         self._servers: list[asyncio.Server] = []
 
@@ -71,7 +73,7 @@ class Sessions:
         self._servers.append(server)
 
     def settled(self, session: GracefulMixin) -> None:
-        if self.stopping and session.idle:
+        if self.stopping and not self.draining and session.idle:
             session.shut()
 
     def closed(self, session: GracefulMixin) -> None:
@@ -79,8 +81,9 @@ class Sessions:
         if self.stopping and not self.open:
             self._all_closed.set()
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, drain: bool = False) -> None:
         self.stopping = True
+        self.draining = drain
         for server in self._servers:
             server.close()
         if not self.open:
@@ -92,8 +95,12 @@ class Sessions:
         except TimeoutError:
             log.get().warning("closing sessions still busy at the end of the grace",
                               sessions=len(self.open))
+            self.draining = False
             for s in list(self.open):
-                s.close()
+                if s.idle:
+                    s.shut()
+                else:
+                    s.close()
 
 
 class GracefulMixin:
@@ -124,8 +131,9 @@ class GracefulMixin:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
-        if not self._sessions.stopping:
-            self._sessions.open.add(self)
+        sessions = self._sessions
+        if not sessions.stopping or sessions.draining:
+            sessions.open.add(self)
         elif self._original_transport is None:  # type: ignore[attr-defined]
             self.shut()  # accepted just before the listener closed
 
@@ -135,7 +143,7 @@ class GracefulMixin:
 
     @functools.wraps(SMTP.smtp_MAIL)
     async def smtp_MAIL(self, arg: str | None) -> None:
-        if self._sessions.stopping:
+        if self._sessions.stopping and not self._sessions.draining:
             self.shut()
             return
         await super().smtp_MAIL(arg)  # type: ignore[misc]

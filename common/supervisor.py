@@ -170,10 +170,10 @@ class Supervisor:
                 self.retired.add(old.pid)
             self._start_watcher(role, new)
             # The new child holds the same listening sockets: the old one may
-            # stop accepting now and finish the sessions it has.
+            # stop accepting now and serve the sessions it has to their end.
             if old is not None and old.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    old.send_signal(signal.SIGTERM)
+                    old.send_signal(signal.SIGUSR1)
 
     async def _stop_children(self) -> None:
         """Last role first: the network-facing ones finish their sessions while the

@@ -56,4 +56,4 @@ async def serve(ctx: ChildContext) -> None:
     server = await ipc.serve(sock, service.handlers())
     log.get().info("ready")
     await ctx.stopping.wait()
-    server.close()
+    await server.drain()

@@ -87,13 +87,13 @@ class Delivery:
 
     async def lookup(self, address: str) -> str | None:
         """The mailbox for a recipient: the user, or the user without +detail."""
-        reply = await self.auth.call("user", address=address)
+        reply = await self.auth.call("user", idempotent=True, address=address)
         if reply.get("exists"):
             return str(reply["address"])
         local, _, domain = address.rpartition("@")
         base = local.split(SUBADDRESS_DELIMITER, 1)[0]
         if base and base != local:
-            reply = await self.auth.call("user", address=f"{base}@{domain}")
+            reply = await self.auth.call("user", idempotent=True, address=f"{base}@{domain}")
             if reply.get("exists"):
                 return str(reply["address"])
         return None

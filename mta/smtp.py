@@ -92,7 +92,7 @@ async def main(ctx: ChildContext) -> None:
     await ctx.stopping.wait()
     # Transactions in flight finish (their 250 means the message is ours);
     # idle sessions are told 421 and closed.
-    await sessions.stop(STOP_GRACE)
+    await sessions.stop(STOP_GRACE, drain=ctx.retiring)
     cleaner.cancel()
     log.get().info("stopped")
 

@@ -69,7 +69,7 @@ class Handler:
         if len(envelope.rcpt_tos) >= self.cfg.mta.max_recipients:
             return "452 4.5.3 Too many recipients"
         try:
-            found = await self.lookup.call("resolve", address=address)
+            found = await self.lookup.call("resolve", idempotent=True, address=address)
         except ipc.IPCError as e:
             self.log.error("recipient lookup failed", error=str(e))
             return "451 4.3.0 Temporary lookup failure, try again later"
@@ -132,7 +132,8 @@ class SubmissionHandler(Handler):
 
     async def _check(self, server: SMTP, user: str, password: str) -> AuthResult:
         try:
-            reply = await self.lookup.call("auth", user=user, password=password, service="smtp")
+            reply = await self.lookup.call("auth", idempotent=True, user=user, password=password,
+                                           service="smtp")
         except ipc.IPCError as e:
             self.log.error("authentication lookup failed", error=str(e))
             return AuthResult(success=False, handled=False,

@@ -151,7 +151,7 @@ async def main(ctx: ChildContext) -> None:
     log.get().info("ready", queued=len(q.envs))
     await asyncio.wait([runner, stop], return_when=asyncio.FIRST_COMPLETED)
     q.wake.set()
-    server.close()
+    await server.drain()
     if q.tasks:
         # Replies already received are recorded by the tasks; what is still
         # in flight stays pending in its envelope and is tried after restart.

@@ -28,6 +28,26 @@ class LMTPConnection:
         self.pending: list[Reply] = []
         self.extensions: set[str] = set()
         self.broken = False
+        # While idle in the pool: notices a server that says goodbye (421) or closes.
+        self._idle_watch: asyncio.Task | None = None
+
+    def park(self) -> None:
+        self._idle_watch = asyncio.create_task(self.reader.read(4096))
+
+    async def unpark(self) -> bool:
+        """Take the connection out of the pool; False if the server spoke or left meanwhile."""
+        watch, self._idle_watch = self._idle_watch, None
+        if watch is None:
+            return True
+        if watch.done():
+            return False
+        watch.cancel()
+        # The reader allows one waiter: this one must be gone before the next read.
+        try:
+            await watch
+        except asyncio.CancelledError:
+            return True
+        return False  # it got data or end-of-file just before the cancel
 
     @classmethod
     async def open(cls, path: str, hostname: str) -> LMTPConnection:
@@ -98,6 +118,9 @@ class LMTPConnection:
         lines = [f"MAIL FROM:<{sender}>{params}"] + [f"RCPT TO:<{r}>" for r in recipients]
         await self.send("".join(line + "\r\n" for line in lines).encode("utf-8"))
         mail = await self.read_reply()
+        if mail.code == 421:  # the server is closing: nothing was answered yet
+            self.broken = True
+            raise LMTPError(f"MAIL: {mail}")
         accepted = []
         for r in recipients:
             rep = await self.read_reply()
@@ -121,6 +144,8 @@ class LMTPConnection:
             final[r] = str(await self.read_reply(DATA_TIMEOUT))
 
     def close(self) -> None:
+        if self._idle_watch is not None:
+            self._idle_watch.cancel()
         with contextlib.suppress(Exception):
             self.writer.close()
 
@@ -143,6 +168,10 @@ class LMTPPool:
         conn = None
         while self.idle:
             conn = self.idle.pop()
+            if not await conn.unpark():
+                conn.close()
+                conn = None
+                continue
             try:
                 await conn.transaction(sender, recipients, message, final, body_8bit, smtputf8)
                 break
@@ -167,6 +196,7 @@ class LMTPPool:
             final.setdefault(r, f"451 4.4.1 LMTP to {self.path}: connection lost")
         if conn is not None:
             if len(self.idle) < self.max_idle and not conn.broken:
+                conn.park()
                 self.idle.append(conn)
             else:
                 conn.close()

@@ -49,7 +49,8 @@ async def main(ctx: ChildContext) -> None:
     server = await ipc.serve(sock, {"deliver": relay.op_deliver})
     log.get().info("ready", lmtp=str(ctx.cfg.lmtp_socket))
     await ctx.stopping.wait()
-    server.close()
+    # A hand-over in progress finishes and its answers reach the queue.
+    await server.drain(grace=60)
 
 
 if __name__ == "__main__":

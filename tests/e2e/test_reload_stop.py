@@ -51,8 +51,12 @@ def test_hup_applies_a_changed_configuration(stack):
         assert b"SIZE 1048576" in s.ehlo()[1]
     stack.write_config(max_message_size=2000000)
     hup_and_wait(stack, "mtad")
-    with stack.smtp() as s:
-        assert b"SIZE 2000000" in s.ehlo()[1]
+
+    def new_size():
+        # Until the old process has closed its listener, it may take a connection.
+        with stack.smtp() as s:
+            return b"SIZE 2000000" in s.ehlo()[1]
+    wait_for(new_size, 10, "the new size on a new connection")
 
 
 def test_hup_reloads_the_certificate(stack):
@@ -62,7 +66,8 @@ def test_hup_reloads_the_certificate(stack):
     key.unlink()
     tls.ensure_self_signed(cert, key, "mail.example.test")
     hup_and_wait(stack, "mtad")
-    assert cert_digest(stack.port("submissions")) != before
+    # Until the old process has closed its listener, it may take a connection.
+    wait_for(lambda: cert_digest(stack.port("submissions")) != before, 10, "the new certificate")
     # And STARTTLS on 587 uses it too.
     with smtplib.SMTP("127.0.0.1", stack.port("submission"), timeout=30) as s:
         s.starttls(context=client_tls())
@@ -130,3 +135,39 @@ def test_sigterm_of_mdad_finishes_the_lmtp_transaction(stack):
     msgs = stack.wait_messages("alice@example.test", 20)
     wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
     assert len(stack.messages("alice@example.test")) == 20, len(msgs)
+
+
+def test_mail_keeps_flowing_through_two_reloads(stack):
+    """Every session opened before, during and after the reloads is served to its end."""
+    import threading
+
+    errors: list[str] = []
+    sent: list[int] = []
+    done = threading.Event()
+
+    def sender():
+        n = 0
+        while not done.is_set() and n < 300:
+            try:
+                with stack.smtp() as s:
+                    s.sendmail("s@remote.test", ["bob@example.test"],
+                               f"X-Seq: {n}\r\n\r\nflow\r\n".encode())
+                sent.append(n)
+            except Exception as e:  # any refusal or cut is the failure this test looks for
+                errors.append(f"{n}: {e!r}")
+            n += 1
+
+    t = threading.Thread(target=sender)
+    t.start()
+    try:
+        wait_for(lambda: len(sent) >= 5, 20, "mail to flow")
+        hup_and_wait(stack, "mtad")
+        hup_and_wait(stack, "mdad")
+        hup_and_wait(stack, "mtad")
+        count = len(sent)
+        wait_for(lambda: len(sent) >= count + 5, 20, "mail to flow after the reloads")
+    finally:
+        done.set()
+        t.join(60)
+    assert errors == []
+    stack.wait_messages("bob@example.test", len(sent), timeout=60)

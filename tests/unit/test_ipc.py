@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,45 @@ async def _reconnect(sock_path: Path) -> None:
 
 def test_client_reconnects_after_its_peer_went_away(tmp_path: Path) -> None:
     asyncio.run(_reconnect(tmp_path / "t.sock"))
+
+
+def test_drain_answers_what_is_in_flight_and_idempotent_calls_move_to_the_new_server(tmp_path):
+    """A reload: the old server finishes its answer, a retried call reaches the new one."""
+    path = Path(f"/tmp/ipc-drain-{os.getpid()}.sock")
+
+    async def scenario():
+        release = asyncio.Event()
+        served_by = []
+
+        async def slow(args):
+            await release.wait()
+            served_by.append("old")
+            return {"who": "old"}
+
+        async def fast(args):
+            served_by.append("new")
+            return {"who": "new"}
+
+        sock = ipc.bind_unix(path)
+        spare = sock.dup()  # the new process's copy of the listening socket
+        old = await ipc.serve(sock, {"op": slow})
+        client = ipc.Client(path, timeout=5)
+        first = asyncio.create_task(client.call("op"))
+        while not old.inflight:
+            await asyncio.sleep(0.001)
+        draining = asyncio.create_task(old.drain(grace=5))
+        await asyncio.sleep(0)
+        release.set()
+        assert (await first)["who"] == "old"  # answered, not cut
+        await draining
+        new = await ipc.serve(spare, {"op": fast})
+        # The old connection is closed; an idempotent call reconnects once.
+        assert (await client.call("op", idempotent=True))["who"] == "new"
+        await client.close()
+        new.close()
+        return served_by
+
+    try:
+        assert asyncio.run(scenario()) == ["old", "new"]
+    finally:
+        path.unlink(missing_ok=True)
