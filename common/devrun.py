@@ -43,7 +43,7 @@ def _q(value: object) -> str:
 
 
 def _run_as() -> str:
-    """[mta] and [mda] user/group lines naming the current user: no privilege drop."""
+    """[mta], [mda] and [auth] user/group lines naming the current user: no privilege drop."""
     try:
         user = pwd.getpwuid(os.getuid()).pw_name
         group = grp.getgrgid(os.getgid()).gr_name
@@ -84,6 +84,9 @@ submissions = ["127.0.0.1:2465"]
 retry_schedule = [2, 5, 10, 30, 60, 300]
 {run_as}
 [mda]
+{run_as}lmtp_group = {_q(grp.getgrgid(os.getgid()).gr_name)}
+
+[auth]
 {run_as}"""
 
 
