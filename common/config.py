@@ -167,6 +167,41 @@ class MDAConfig:
 
 
 @dataclass(frozen=True)
+class IMAPConfig:
+    imap: list[str] = field(default_factory=lambda: ["0.0.0.0:143"])  # STARTTLS
+    imaps: list[str] = field(default_factory=lambda: ["0.0.0.0:993"])  # implicit TLS
+    # Passwords only over TLS, except from a loopback client when this is on
+    # (development and benchmarks, as Dovecot treats loopback as secured).
+    plaintext_on_loopback: bool = False
+    # RFC 3501: an idle client may be logged out after 30 minutes at least.
+    idle_timeout: Duration = Duration(1800)
+    max_literal: Size = Size(64 * 1024 * 1024)
+
+    def check(self) -> None:
+        _check_listeners(self, ("imap", "imaps"))
+
+
+@dataclass(frozen=True)
+class POP3Config:
+    pop3: list[str] = field(default_factory=lambda: ["0.0.0.0:110"])  # STLS
+    pop3s: list[str] = field(default_factory=lambda: ["0.0.0.0:995"])  # implicit TLS
+    plaintext_on_loopback: bool = False
+    idle_timeout: Duration = Duration(600)  # RFC 1939: at least 10 minutes
+
+    def check(self) -> None:
+        _check_listeners(self, ("pop3", "pop3s"))
+
+
+def _check_listeners(section: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        for item in getattr(section, name):
+            try:
+                parse_listen(item)
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = "localhost"
     domains: list[str] = field(default_factory=list)
@@ -176,6 +211,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     mta: MTAConfig = field(default_factory=MTAConfig)
     mda: MDAConfig = field(default_factory=MDAConfig)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
+    pop3: POP3Config = field(default_factory=POP3Config)
     # Where the file was read from, for messages and for children to re-read.
     source: str = ""
 

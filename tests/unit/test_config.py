@@ -62,7 +62,8 @@ def test_unknown_key_names_the_file_and_the_dotted_key() -> None:
 
 def test_unknown_top_level_key_and_section() -> None:
     assert "test.toml: hostnam: unknown key" in error_of({"hostnam": "x"})
-    assert "test.toml: imap: unknown key" in error_of({"imap": {}})
+    assert "test.toml: smtpd: unknown key" in error_of({"smtpd": {}})
+    assert "test.toml: imap.port: unknown key" in error_of({"imap": {"port": 143}})
 
 
 def test_unknown_key_in_a_file(tmp_path: Path) -> None:
