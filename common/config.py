@@ -8,6 +8,7 @@ instead of being silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -201,6 +202,93 @@ def _check_listeners(section: object, names: tuple[str, ...]) -> None:
                 raise ConfigError(f"{name}: {e}") from None
 
 
+TLS_POLICIES = ("verify", "may", "none")
+
+
+def parse_nameserver(value: str) -> tuple[str, int]:
+    """'192.0.2.53', '127.0.0.1:5353', '::1' or '[::1]:53' -> (address, port)."""
+    v = value.strip()
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?", v)
+    if m:
+        host, port = m.group(1), m.group(2)
+    elif v.count(":") == 1:
+        host, _, port = v.partition(":")
+    else:
+        host, port = v, None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"expected an IP address with an optional :port, got {value!r}") from None
+    number = int(port) if port else 53
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} is out of range")
+    return host, number
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Outbound SMTP: how mail for other domains leaves (the relay process)."""
+
+    # DNS servers as "address" or "address:port"; empty: /etc/resolv.conf's.
+    nameservers: list[str] = field(default_factory=list)
+    dns_timeout: Duration = Duration(10)
+    # The port of other domains' MX hosts: 25 (a test points it elsewhere).
+    port: int = 25
+    # The name said in EHLO; empty: hostname.
+    helo: str = ""
+    connect_timeout: Duration = Duration(30)
+    # RFC 5321 4.5.3.2: at least 5 minutes per command, 10 after the data.
+    command_timeout: Duration = Duration(300)
+    data_timeout: Duration = Duration(600)
+    # "host:port": all outbound mail through this one host, no MX lookups
+    # (e.g. a provider's submission port 587 when port 25 is blocked).
+    smarthost: str = ""
+    # AUTH PLAIN/LOGIN at the smarthost, only over TLS; the file holds the
+    # password and must be readable by mta.user.
+    smarthost_user: str = ""
+    smarthost_password_file: str = ""
+    # Per destination domain: "verify" (a verified certificate or no
+    # delivery), "may" (STARTTLS when offered: the default) or "none".
+    tls_policy: dict[str, str] = field(default_factory=dict)
+    # CA certificates for "verify"; empty: the system's.
+    tls_ca_file: str = ""
+    max_connections: int = 20
+    max_connections_per_domain: int = 4
+    # Tell the sender once when a message has waited this long (0: never).
+    delay_warning: Duration = Duration(4 * 3600)
+
+    def check(self) -> None:
+        for i, item in enumerate(self.nameservers):
+            try:
+                parse_nameserver(item)
+            except ValueError as e:
+                raise ConfigError(f"nameservers[{i}]: {e}") from None
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port: {self.port} is out of range")
+        if self.smarthost:
+            try:
+                host, port = parse_listen(self.smarthost)
+            except ValueError as e:
+                raise ConfigError(f"smarthost: {e}") from None
+            if not self.smarthost.strip().startswith(("[", host)) or port == 0:
+                raise ConfigError(f"smarthost: expected host:port, got {self.smarthost!r}")
+        if bool(self.smarthost_user) != bool(self.smarthost_password_file):
+            raise ConfigError("smarthost_user: needs smarthost_password_file, and the reverse")
+        if self.smarthost_user and not self.smarthost:
+            raise ConfigError("smarthost_user: set smarthost too")
+        for domain, policy in self.tls_policy.items():
+            if policy not in TLS_POLICIES:
+                raise ConfigError(f"tls_policy.{domain}: expected verify, may or none, "
+                                  f"got {policy!r}")
+        for name in ("max_connections", "max_connections_per_domain"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1")
+
+    def tls_for(self, domain: str) -> str:
+        policies = {d.lower(): p for d, p in self.tls_policy.items()}
+        return policies.get(domain.lower(), "may")
+
+
 @dataclass(frozen=True)
 class Config:
     hostname: str = "localhost"
@@ -211,6 +299,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     mta: MTAConfig = field(default_factory=MTAConfig)
     mda: MDAConfig = field(default_factory=MDAConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
     # Where the file was read from, for messages and for children to re-read.
@@ -245,6 +334,11 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             return _CONVERTERS[tp](value)
         except ValueError as e:
             raise ConfigError(f"{key}: {e}") from None
+    if get_origin(tp) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        _, inner = get_args(tp)
+        return {k: _convert(inner, v, f"{key}.{k}") for k, v in value.items()}
     if get_origin(tp) is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

@@ -132,7 +132,8 @@ def queue() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_obj
 def queue_list(config_path: str, as_json: bool) -> None:
-    """Queued messages: id, size, age, sender, recipients, last error, next try."""
+    """Queued messages, as postqueue -p shows them: id (* being delivered, ! held),
+    size, age, next try, sender, then the last error and each recipient."""
     messages = ask(load(config_path), "list")["messages"]
     if as_json:
         click.echo(json.dumps(messages, indent=1))
@@ -141,14 +142,23 @@ def queue_list(config_path: str, as_json: bool) -> None:
         click.echo("Mail queue is empty")
         return
     now = time.time()
+    indent = " " * 47
+    click.echo("-Queue ID-------- --Size-- --Age-- -Next try- -Sender/Recipient-------")
     for m in messages:
-        nxt = max(0.0, m["next_try"] - now)
-        click.echo(f"{m['id']}  {m['size']:>8}  {age(now - m['created']):>4} old  "
-                   f"<{m['sender']}>  next try in {age(nxt)}")
+        mark = "!" if m["held"] else "*" if m.get("active") else " "
+        nxt = "held" if m["held"] else "now" if m["next_try"] <= now else (
+            f"in {age(m['next_try'] - now)}")
+        click.echo(f"{m['id']}{mark}{m['size']:>9} {age(now - m['created']):>7} {nxt:>10} "
+                   f"<{m['sender']}>")
+        if m.get("last_error"):
+            click.echo(f"{indent}({m['last_error']})")
         for r in m["recipients"]:
-            reply = f"  ({r['last_reply']})" if r["last_reply"] else ""
-            click.echo(f"    {r['state']:9} <{r['address']}>{reply}")
-    click.echo(f"-- {len(messages)} message(s)")
+            state = "" if r["state"] == "pending" else f"  {r['state']}"
+            click.echo(f"{indent}<{r['address']}>{state}")
+        click.echo("")
+    kbytes = (sum(m["size"] for m in messages) + 1023) // 1024
+    click.echo(f"-- {kbytes} Kbytes in {len(messages)} "
+               f"Request{'s' if len(messages) != 1 else ''}.")
 
 
 @queue.command("show")
@@ -190,6 +200,8 @@ def simple(op: str, done: str, doc: str) -> None:
 simple("hold", "held", "Keep a message in the queue without trying it.")
 simple("release", "released", "Try a held message again.")
 simple("delete", "deleted", "Remove a message from the queue without delivering it.")
+simple("bounce", "bounced to its sender",
+       "Fail every pending recipient now (5.0.0) and send the sender a DSN.")
 
 
 if __name__ == "__main__":

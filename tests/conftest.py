@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -26,6 +27,7 @@ from common.passwords import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse 1"
+MTAD_ROLES = ("lookup", "relay", "queue", "smtp")
 USERS = ("alice@example.test", "bob@example.test", "carol@example.test")
 
 
@@ -48,7 +50,20 @@ def client_tls() -> ssl.SSLContext:
     return ctx
 
 
-def config_text(root: Path, **mta: object) -> str:
+# Outbound mail in tests goes only to loopback: a nameserver nobody answers on
+# (every lookup fails at once, a temporary failure) unless a test sets its own.
+NO_DNS = {"nameservers": ["127.0.0.1:9"], "dns_timeout": 2}
+
+
+def toml_value(v: object) -> str:
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    return json.dumps(v)
+
+
+def config_text(root: Path, relay: dict | None = None, hostname: str = "mail.example.test",
+                domain: str = "example.test", **mta: object) -> str:
+    relay_lines = "\n".join(f"{k} = {toml_value(v)}" for k, v in (relay or NO_DNS).items())
     settings: dict[str, object] = {
         "smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"],
         "retry_schedule": [0.5, 1, 2], "max_message_size": 1048576,
@@ -56,8 +71,8 @@ def config_text(root: Path, **mta: object) -> str:
     settings.update(mta)
     mta_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
     return f"""\
-hostname = "mail.example.test"
-domains = ["example.test"]
+hostname = "{hostname}"
+domains = ["{domain}"]
 
 [paths]
 spool = "{root}/spool"
@@ -80,6 +95,9 @@ failure_delay = 0.2
 
 [mta]
 {mta_lines}
+
+[relay]
+{relay_lines}
 """
 
 
@@ -96,6 +114,7 @@ class Stack:
     # -- set-up ----------------------------------------------------------------
 
     def write_config(self, **mta: object) -> None:
+        """mta keys, and relay= (a dict), hostname= and domain= for another stack."""
         self.config.write_text(config_text(self.root, **mta))
 
     def add_user(self, address: str, password: str = PASSWORD) -> None:
@@ -120,6 +139,7 @@ class Stack:
         state.unlink(missing_ok=True)
         log = self.log_dir / f"{daemon}.log"
         self.logs[daemon] = log
+        offset = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module, "-c", str(self.config)],
@@ -135,9 +155,19 @@ class Stack:
             return st is not None and st["pid"] == proc.pid
         wait_for(up, 20, f"{daemon} to bind")
         if daemon == "mtad":
-            wait_for(lambda: self._banner(("127.0.0.1", self.port("smtp"))), 20, "SMTP banner")
+            wait_for(lambda: self._banner(self.address("smtp")), 20, "SMTP banner")
+            # Every child has read the configuration (a test may change it next).
+            wait_for(lambda: self._ready(log, offset, MTAD_ROLES), 20, "mtad's children")
         else:
             wait_for(lambda: self._banner(str(self.lmtp_socket)), 20, "LMTP banner")
+
+    @staticmethod
+    def _ready(log: Path, offset: int, roles: tuple[str, ...]) -> bool:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        ready = {m.group(1) for m in re.finditer(r"\] ready .*?role=(\w+)", text)}
+        return set(roles) <= ready
 
     def _banner(self, where: tuple | str) -> bool:
         family = socket.AF_UNIX if isinstance(where, str) else socket.AF_INET
@@ -180,9 +210,13 @@ class Stack:
     # -- where things are ----------------------------------------------------------
 
     def port(self, listener: str) -> int:
+        return self.address(listener)[1]
+
+    def address(self, listener: str) -> tuple[str, int]:
         st = self.state("mtad")
         assert st, "mtad is not running"
-        return st["listeners"][listener][0][1]
+        host, port = st["listeners"][listener][0]
+        return host, port
 
     @property
     def lmtp_socket(self) -> Path:
@@ -212,10 +246,10 @@ class Stack:
     # -- clients ---------------------------------------------------------------------
 
     def smtp(self) -> smtplib.SMTP:
-        return smtplib.SMTP("127.0.0.1", self.port("smtp"), timeout=30)
+        return smtplib.SMTP(*self.address("smtp"), timeout=30)
 
     def submission(self, login: str | None = "alice@example.test") -> smtplib.SMTP:
-        s = smtplib.SMTP("127.0.0.1", self.port("submission"), timeout=30)
+        s = smtplib.SMTP(*self.address("submission"), timeout=30)
         s.starttls(context=client_tls())
         if login:
             s.login(login, PASSWORD)

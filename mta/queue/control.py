@@ -17,9 +17,22 @@ if TYPE_CHECKING:
 SHOW_BYTES = 16 * 1024
 
 
-def summary(e: Envelope) -> dict[str, Any]:
+# What the administrator's `queue bounce` tells the sender (RFC 3463: other, permanent).
+ADMIN_BOUNCE = "5.0.0 bounced by the administrator"
+
+
+def last_error(e: Envelope) -> str:
+    """The latest reply that kept a recipient waiting, as `postqueue -p` shows it."""
+    for r in e.pending():
+        if r.last_reply:
+            return r.last_reply
+    return ""
+
+
+def summary(e: Envelope, active: bool = False) -> dict[str, Any]:
     return {"id": e.id, "sender": e.sender, "size": e.size, "created": e.created,
             "next_try": e.next_try, "attempts": e.attempts, "held": e.held,
+            "active": active, "last_error": last_error(e),
             "recipients": [vars(r) for r in e.recipients]}
 
 
@@ -37,7 +50,7 @@ class Control:
 
     async def list(self, req: dict[str, Any]) -> dict[str, Any]:
         envs = sorted(self.q.envs.values(), key=lambda e: e.created)
-        return {"messages": [summary(e) for e in envs]}
+        return {"messages": [summary(e, e.id in self.q.inflight) for e in envs]}
 
     async def show(self, req: dict[str, Any]) -> dict[str, Any]:
         env = self._find(req)
@@ -47,7 +60,8 @@ class Control:
             with open(path, "rb") as f:
                 return f.read(SHOW_BYTES)
         data = await asyncio.to_thread(head)
-        return {**summary(env), "message": data.decode("utf-8", "replace")}
+        return {**summary(env, env.id in self.q.inflight),
+                "message": data.decode("utf-8", "replace")}
 
     async def flush(self, req: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
@@ -87,6 +101,15 @@ class Control:
                          recipients=[r.address for r in env.pending()])
         return {"id": env.id}
 
+    async def bounce(self, req: dict[str, Any]) -> dict[str, Any]:
+        env = self._find(req)
+        if env.id in self.q.inflight:
+            raise RuntimeError(f"{env.id} is being delivered right now; hold it or try again")
+        self.log.warning("bounced by the administrator", queue_id=env.id,
+                         recipients=[r.address for r in env.pending()])
+        failed = await self.q.bounce_now(env, ADMIN_BOUNCE)
+        return {"id": env.id, "recipients": failed}
+
     def handlers(self) -> dict[str, ipc.Handler]:
         return {"list": self.list, "show": self.show, "flush": self.flush, "hold": self.hold,
-                "release": self.release, "delete": self.delete}
+                "release": self.release, "delete": self.delete, "bounce": self.bounce}

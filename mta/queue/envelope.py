@@ -17,6 +17,8 @@ class Recipient:
     state: str = PENDING
     attempts: int = 0
     last_reply: str = ""
+    # The host that gave last_reply, when a server gave it (a DSN's Remote-MTA).
+    remote_mta: str = ""
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Envelope:
     next_try: float = 0.0
     last_error: str = ""
     held: bool = False  # by the administrator: not tried until released
+    delay_warned: bool = False  # the sender was told once that it is late
 
     def pending(self, route: str | None = None) -> list[Recipient]:
         return [r for r in self.recipients

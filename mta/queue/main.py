@@ -1,8 +1,11 @@
-"""mtad's queue process: commits messages, schedules deliveries, retries.
+"""mtad's queue process: commits messages, schedules deliveries, retries, bounces.
 
 The smtp process asks it to `commit` a message it has written to
-incoming/; the queue then hands each due message to the relay process and
-records every recipient's answer in the envelope before anything else.
+incoming/; the queue then hands each due message to the relay process, its
+local recipients in one hand-over and the others one per domain, all at
+once, and records every recipient's answer in the envelope before anything
+else. Failures that are final, and the end of the queue lifetime, make a
+DSN to the sender (bounce.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,18 @@ from typing import Any
 from common import child, ipc, log
 from common.child import ChildContext
 from mta.queue import scheduler, spool
+from mta.queue.bounce import Bounces
 from mta.queue.control import Control
-from mta.queue.envelope import LMTP, SMTP, Envelope
+from mta.queue.envelope import DELIVERED, FAILED, LMTP, SMTP, Envelope
+from mta.queue.limits import DomainSlots
 
-# How long one hand-over to the relay may take before it counts as failed.
+# How long one hand-over to the relay may take before it counts as failed:
+# LMTP to our own MDA, and SMTP, which may try several slow MX hosts.
 RELAY_TIMEOUT = 900.0
+SMTP_TIMEOUT = 3600.0
+# Messages being delivered at once (Postfix's active queue); the real limits
+# are per route and per destination domain, below.
+ACTIVE_LIMIT = 10000
 STOP_GRACE = 10.0
 
 
@@ -30,13 +40,18 @@ class Queue:
         self.cfg = cfg
         self.root = cfg.paths.spool
         self.stopping = ctx.stopping
-        self.relay = ipc.Client(cfg.paths.run / "mta" / "relay.sock", timeout=RELAY_TIMEOUT)
+        run = cfg.paths.run / "mta"
+        self.relay = ipc.Client(run / "relay.sock", timeout=RELAY_TIMEOUT)
+        self.bounces = Bounces(cfg, ipc.Client(run / "lookup.sock", timeout=30))
         self.envs: dict[str, Envelope] = {}
         self.heap: list[tuple[float, str]] = []
         self.inflight: set[str] = set()
         self.tasks: set[asyncio.Task] = set()
         self.wake = asyncio.Event()
-        self.slots = asyncio.Semaphore(cfg.mta.delivery_concurrency)
+        self.active = asyncio.Semaphore(ACTIVE_LIMIT)
+        self.lmtp_slots = asyncio.Semaphore(cfg.mta.delivery_concurrency)
+        self.smtp_slots = asyncio.Semaphore(cfg.relay.max_connections)
+        self.domains = DomainSlots(cfg.relay.max_connections_per_domain)
         self.log = log.get()
 
     def schedule(self, env: Envelope, when: float) -> None:
@@ -69,42 +84,98 @@ class Queue:
 
     # -- delivery ------------------------------------------------------------
 
-    async def _hand_over(self, env: Envelope, route: str) -> dict[str, str]:
-        rcpts = [r.address for r in env.pending(route)]
-        if not rcpts:
-            return {}
+    async def _hand_over(self, env: Envelope, route: str, domain: str | None,
+                         rcpts: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+        timeout = RELAY_TIMEOUT if route == LMTP else SMTP_TIMEOUT
         try:
             reply = await self.relay.call(
-                "deliver", id=env.id, route=route, sender=env.sender, recipients=rcpts,
-                body_8bit=env.body_8bit, smtputf8=env.smtputf8,
+                "deliver", timeout=timeout, id=env.id, route=route, domain=domain,
+                sender=env.sender, recipients=rcpts, body_8bit=env.body_8bit,
+                smtputf8=env.smtputf8,
             )
-            return {a: str(t) for a, t in reply["replies"].items()}
-        except (ipc.IPCError, KeyError) as e:
-            return {a: f"451 4.4.0 relay process unavailable: {e}" for a in rcpts}
+            replies = {a: str(t) for a, t in reply["replies"].items()}
+            return replies, {a: str(h) for a, h in reply.get("remote", {}).items()}
+        except (ipc.IPCError, KeyError, AttributeError) as e:
+            return {a: f"451 4.4.0 relay process unavailable: {e}" for a in rcpts}, {}
+
+    async def _group(self, env: Envelope, route: str, domain: str | None, rcpts: list[str],
+                     record: asyncio.Lock) -> None:
+        """Hand one route's (or one domain's) recipients over; record the answers at once."""
+        if route == LMTP:
+            async with self.lmtp_slots:
+                replies, remote = await self._hand_over(env, route, None, rcpts)
+        else:
+            assert domain is not None
+            async with self.domains.slot(domain), self.smtp_slots:
+                replies, remote = await self._hand_over(env, route, domain, rcpts)
+        async with record:
+            changes = scheduler.apply_replies(env, replies, remote)
+            for address, state, reply in changes:
+                self.log.info("delivery", queue_id=env.id, rcpt=address, state=state,
+                              reply=reply, route=route, host=remote.get(address))
+            if any(state == DELIVERED for _, state, _ in changes) and not env.done:
+                # Delivered is final: a crash now must not deliver it again.
+                await asyncio.to_thread(spool.save, self.root, env)
 
     async def deliver(self, env: Envelope) -> None:
-        replies: dict[str, str] = {}
-        for route in (LMTP, SMTP):
-            replies.update(await self._hand_over(env, route))
-        for address, state, reply in scheduler.apply_replies(env, replies):
-            self.log.info("delivery", queue_id=env.id, rcpt=address, state=state, reply=reply)
+        pending_before = {r.address for r in env.pending()}
+        groups: list[tuple[str, str | None, list[str]]] = []
+        local = [r.address for r in env.pending(LMTP)]
+        if local:
+            groups.append((LMTP, None, local))
+        by_domain: dict[str, list[str]] = {}
+        for r in env.pending(SMTP):
+            by_domain.setdefault(r.address.rpartition("@")[2].lower(), []).append(r.address)
+        groups += [(SMTP, d, rcpts) for d, rcpts in by_domain.items()]
+        record = asyncio.Lock()
+        await asyncio.gather(*(self._group(env, *g, record) for g in groups))
+        failed_now = [r for r in env.recipients
+                      if r.state == FAILED and r.address in pending_before]
         now = time.time()
         if env.done:
-            await asyncio.to_thread(spool.remove, self.root, env.id)
-            del self.envs[env.id]
-            self.log.info("removed", queue_id=env.id, **scheduler.summary(env))
+            await self._tell(self.bounces.failed, env, failed_now)
+            await self._remove(env)
             return
         if not scheduler.reschedule(env, now, self.cfg.mta.retry_schedule,
                                     self.cfg.mta.queue_lifetime):
-            for r in env.recipients:
+            expired = [r for r in env.recipients
+                       if r.state == FAILED and r.address in pending_before]
+            for r in expired:
                 self.log.warning("expired", queue_id=env.id, rcpt=r.address, reply=r.last_reply)
-            await asyncio.to_thread(spool.remove, self.root, env.id)
-            del self.envs[env.id]
+            await self._tell(self.bounces.failed, env, expired)
+            await self._remove(env)
             return
+        await self._tell(self.bounces.failed, env, failed_now)
+        if scheduler.delay_warning_due(env, now, self.cfg.relay.delay_warning):
+            await self._tell(self.bounces.delayed, env, env.pending())
+            env.delay_warned = True
         await asyncio.to_thread(spool.save, self.root, env)
         self.log.info("deferred", queue_id=env.id, attempts=env.attempts,
                       retry_in_s=round(env.next_try - now, 1))
         self.schedule(env, env.next_try)
+
+    async def _tell(self, make, env: Envelope, recipients: list) -> None:
+        """Queue a DSN (make: Bounces.failed or .delayed) and schedule it at once."""
+        dsn = await make(env, recipients)
+        if dsn is not None:
+            self.schedule(dsn, time.time())
+
+    async def _remove(self, env: Envelope) -> None:
+        await asyncio.to_thread(spool.remove, self.root, env.id)
+        self.envs.pop(env.id, None)
+        self.log.info("removed", queue_id=env.id, **scheduler.summary(env))
+
+    async def bounce_now(self, env: Envelope, reason: str) -> list[str]:
+        """Fail every pending recipient with reason, tell the sender, drop the message."""
+        failed = env.pending()
+        for r in failed:
+            r.state, r.last_reply, r.remote_mta = FAILED, reason, ""
+            self.log.info("delivery", queue_id=env.id, rcpt=r.address, state=FAILED,
+                          reply=reason)
+        await self._tell(self.bounces.failed, env, failed)
+        await self._remove(env)
+        self.wake.set()
+        return [r.address for r in failed]
 
     async def _run_one(self, env: Envelope) -> None:
         try:
@@ -116,7 +187,7 @@ class Queue:
                     env.attempts + 1, self.cfg.mta.retry_schedule))
         finally:
             self.inflight.discard(env.id)
-            self.slots.release()
+            self.active.release()
 
     async def run(self) -> None:
         while not self.stopping.is_set():
@@ -126,7 +197,7 @@ class Queue:
                 env = self.envs.get(qid)
                 if env is None or qid in self.inflight or env.next_try != when or env.held:
                     continue  # a stale entry (rescheduled or gone), or held by the admin
-                await self.slots.acquire()
+                await self.active.acquire()
                 self.inflight.add(qid)
                 task = asyncio.create_task(self._run_one(env))
                 self.tasks.add(task)

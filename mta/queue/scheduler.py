@@ -14,8 +14,12 @@ def next_delay(attempts: int, schedule: list[float]) -> float:
     return schedule[min(max(attempts, 1), len(schedule)) - 1]
 
 
-def apply_replies(env: Envelope, replies: dict[str, str]) -> list[tuple[str, str, str]]:
-    """Record each recipient's reply; returns (address, new state, reply) for logging."""
+def apply_replies(env: Envelope, replies: dict[str, str],
+                  remote: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """Record each recipient's reply; returns (address, new state, reply) for logging.
+
+    remote names the host that gave a reply, when a server gave it.
+    """
     changes = []
     for r in env.recipients:
         if r.state != PENDING or r.address not in replies:
@@ -23,6 +27,7 @@ def apply_replies(env: Envelope, replies: dict[str, str]) -> list[tuple[str, str
         reply = replies[r.address]
         r.attempts += 1
         r.last_reply = reply
+        r.remote_mta = (remote or {}).get(r.address, "")
         if reply[:1] == "2":
             r.state = DELIVERED
         elif reply[:1] == "5":
@@ -45,6 +50,12 @@ def reschedule(env: Envelope, now: float, schedule: list[float], lifetime: float
         return False
     env.next_try = now + next_delay(env.attempts, schedule)
     return True
+
+
+def delay_warning_due(env: Envelope, now: float, after: float) -> bool:
+    """Whether to tell the sender now that the message is late: once, if ever."""
+    return bool(after) and not env.delay_warned and bool(env.pending()) and (
+        now - env.created >= after)
 
 
 def summary(env: Envelope) -> dict:

@@ -92,6 +92,16 @@ def commit(root: Path, qid: str) -> Envelope:
     return Envelope.from_bytes(dst.with_suffix(".env").read_bytes())
 
 
+def inject(root: Path, env: Envelope, message: bytes) -> None:
+    """Queue a message made here (a DSN) as durably as one received by SMTP."""
+    write_incoming(root, env, message)
+    try:
+        commit(root, env.id)
+    except BaseException:
+        discard_incoming(root, env.id)
+        raise
+
+
 def message_path(root: Path, qid: str) -> Path:
     return root / QUEUE / f"{qid}.msg"
 

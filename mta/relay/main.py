@@ -1,8 +1,8 @@
 """mtad's relay process: carries queued messages to the next hop.
 
-Local domains go over LMTP to the MDA. Other domains wait in the queue
-until outbound SMTP delivery exists: their recipients get a temporary
-answer, so nothing is dropped and nothing bounces early.
+Local domains go over LMTP to the MDA; other domains over SMTP to their MX
+hosts (or the smarthost). The queue asks once per message and route, and
+for SMTP once per destination domain; the answer is a reply per recipient.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from common.child import ChildContext
 from mta.queue import spool
 from mta.queue.envelope import LMTP
 from mta.relay.lmtp import LMTPPool
+from mta.relay.outbound import Outbound
 
 
 class Relay:
     def __init__(self, ctx: ChildContext) -> None:
         self.cfg = ctx.cfg
         self.lmtp = LMTPPool(str(ctx.cfg.lmtp_socket), ctx.cfg.hostname)
+        self.outbound = Outbound(ctx.cfg)
         self.log = log.get()
 
     async def op_deliver(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -28,16 +30,19 @@ class Relay:
         if not spool.valid_id(qid):
             raise ValueError(f"bad queue id {qid!r}")
         recipients = [str(r) for r in req["recipients"]]
-        if req.get("route") != LMTP:
-            return {"replies": {
-                r: "451 4.4.0 outbound SMTP delivery is not enabled yet; kept in the queue"
-                for r in recipients
-            }}
         message = await asyncio.to_thread(spool.message_path(self.cfg.paths.spool, qid).read_bytes)
-        replies = await self.lmtp.deliver(
-            str(req["sender"]), recipients, message,
-            body_8bit=bool(req.get("body_8bit")), smtputf8=bool(req.get("smtputf8")),
-        )
+        body_8bit, smtputf8 = bool(req.get("body_8bit")), bool(req.get("smtputf8"))
+        if req.get("route") != LMTP:
+            domain = str(req.get("domain") or recipients[0].rpartition("@")[2]).lower()
+            out = await self.outbound.deliver(
+                domain, str(req["sender"]), recipients, message, body_8bit, smtputf8,
+                self.log.bind(queue_id=qid))
+            for rcpt, reply in out.replies.items():
+                self.log.debug("smtp reply", queue_id=qid, rcpt=rcpt, reply=reply,
+                               host=out.remote.get(rcpt))
+            return {"replies": out.replies, "remote": out.remote}
+        replies = await self.lmtp.deliver(str(req["sender"]), recipients, message,
+                                          body_8bit=body_8bit, smtputf8=smtputf8)
         for rcpt, reply in replies.items():
             self.log.debug("lmtp reply", queue_id=qid, rcpt=rcpt, reply=reply)
         return {"replies": replies}
@@ -47,7 +52,8 @@ async def main(ctx: ChildContext) -> None:
     relay = Relay(ctx)
     (sock,) = ctx.sockets["ipc"]
     server = await ipc.serve(sock, {"deliver": relay.op_deliver})
-    log.get().info("ready", lmtp=str(ctx.cfg.lmtp_socket))
+    log.get().info("ready", lmtp=str(ctx.cfg.lmtp_socket),
+                   smarthost=ctx.cfg.relay.smarthost or None)
     await ctx.stopping.wait()
     # A hand-over in progress finishes and its answers reach the queue.
     await server.drain(grace=60)

@@ -1,7 +1,7 @@
 """SMTP/LMTP replies from a server, parsed without I/O.
 
 Bytes in, complete replies out: `250-first` / `250 last` lines make one
-reply. The LMTP and (later) SMTP clients feed it whatever the socket gave.
+reply. The LMTP and SMTP clients feed it whatever the socket gave.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ class ReplyParser:
         self._buf = bytearray()
         self._lines: list[str] = []
         self._code: int | None = None
+
+    @property
+    def buffered(self) -> bool:
+        """Whether part of a reply is waiting for the rest."""
+        return bool(self._buf) or bool(self._lines)
 
     def feed(self, data: bytes) -> list[Reply]:
         self._buf += data

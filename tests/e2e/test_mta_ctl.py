@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 
 
 def ctl(stack, *args: str) -> subprocess.CompletedProcess:
@@ -75,3 +75,34 @@ def test_status_lists_processes_with_their_users(stack):
         users = {name: c["user"] for name, c in st["children"].items()}
         assert users == {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
                          "lookup": "mailpair-auth"}
+
+
+def test_list_shows_the_last_error_and_bounce_returns_the_mail(bare_stack):
+    stack = bare_stack
+    # No DNS answers (tests.conftest.NO_DNS): the remote recipient waits.
+    stack.write_config(retry_schedule=[3600])
+    stack.start("mdad")
+    stack.start("mtad")
+    with stack.submission() as s:
+        s.sendmail("alice@example.test", ["rob@remote.test", "bob@example.test"],
+                   b"Subject: stuck\r\n\r\nwaiting\r\n")
+    stack.wait_messages("bob@example.test", 1)
+
+    def deferred():
+        (m,) = json.loads(ctl(stack, "queue", "list", "--json").stdout)
+        return m["attempts"] >= 1 and m
+    m = wait_for(deferred, 20, "a first attempt")
+    assert m["last_error"].startswith("451 4.4.3")
+    out = ctl(stack, "queue", "list").stdout
+    assert "-Queue ID-" in out and m["id"] in out and "<alice@example.test>" in out
+    assert "(451 4.4.3" in out and "<rob@remote.test>" in out and "in 59m" in out
+    assert "<bob@example.test>  delivered" in out and "in 1 Request." in out
+    r = ctl(stack, "queue", "bounce", m["id"])
+    assert r.returncode == 0, r.stderr
+    (dsn,) = stack.wait_messages("alice@example.test", 1)
+    assert b"Status: 5.0.0" in dsn and b"bounced by the administrator" in dsn
+    assert b"Final-Recipient: rfc822; rob@remote.test" in dsn
+    assert b"bob@example.test" not in dsn.split(b"message/delivery-status", 1)[1]
+    assert "Mail queue is empty" in ctl(stack, "queue", "list").stdout
+    r = ctl(stack, "queue", "bounce", m["id"])
+    assert r.returncode == 1 and "no message" in r.stderr

@@ -112,8 +112,9 @@ def test_permanent_mda_failure_ends_the_queue_stay(bare_stack: Stack):
     stack = bare_stack
     stack.start("mtad")
     alice = "alice@example.test"
+    # The sender is local, so the bounce (a DSN) lands here too and the queue empties.
     with stack.smtp() as s:
-        qid = send(s, "x@remote.test", [alice], b"Subject: doomed\r\n\r\nnever stored\r\n")
+        qid = send(s, "bob@example.test", [alice], b"Subject: doomed\r\n\r\nnever stored\r\n")
     assert stack.queue_files() == [f"{qid}.env"]
     # No MDA yet: the message waits in the queue with a temporary failure.
     wait_for(lambda: re.search(rf"deferred.*queue_id={qid}|queue_id={qid}.*deferred",
@@ -137,6 +138,8 @@ def test_permanent_mda_failure_ends_the_queue_stay(bare_stack: Stack):
     line = wait_for(failed_line, 10, "a state=failed log line")
     assert "5.1.1" in line, line
     assert alice in line, line
+    (dsn,) = stack.wait_messages("bob@example.test", 1)
+    assert b"Status: 5.1.1" in dsn and qid.encode() in dsn
 
 
 def test_alias_added_while_running(stack: Stack):
