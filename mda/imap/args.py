@@ -7,6 +7,7 @@ anything left over, or any ParseError on the way, makes it a BadCommand.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from . import commands as c
 from .events import BadCharset, BadCommand, Event
@@ -17,6 +18,7 @@ from .searchkeys import CharsetError, parse_search
 STATUS_ITEMS = frozenset(
     {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ"}
 )
+SELECT_PARAMS = frozenset({"CONDSTORE"})
 LIST_SELECT_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
 LIST_RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"})
 SPECIAL_USES = {
@@ -107,21 +109,21 @@ def _login(cur: Cursor, tag: str) -> c.Command:
     return c.Login(tag, user, cur.text_astring("a password"))
 
 
+def _one_of(cur: Cursor, allowed: frozenset[str], what: str) -> str:
+    word = cur.keyword(f"a {what}")
+    if word not in allowed:
+        raise ParseError(f"{what} {word} is not supported")
+    return word
+
+
 def _select(readonly: bool) -> Handler:
     def handler(cur: Cursor, tag: str) -> c.Command:
         cur.sp()
         mailbox = cur.mailbox()
         condstore = False
         if cur.take(b" "):
-            cur.open()
-            while True:
-                param = cur.keyword("a SELECT parameter")
-                if param != "CONDSTORE":
-                    raise ParseError(f"SELECT parameter {param} is not supported")
-                condstore = True
-                if not cur.take(b" "):
-                    break
-            cur.close()
+            cur.parenthesized(lambda: _one_of(cur, SELECT_PARAMS, "SELECT parameter"))
+            condstore = True
         return c.Select(tag, mailbox, readonly, condstore)
 
     return handler
@@ -136,18 +138,17 @@ def _create(cur: Cursor, tag: str) -> c.Command:
         if cur.keyword("USE") != "USE":
             raise ParseError("the only CREATE parameter is USE")
         cur.sp()
-        cur.open()
-        while True:
-            cur.expect(b"\\", "a special-use attribute")
-            attr = "\\" + cur.atom("a special-use attribute")
-            if attr.upper() not in SPECIAL_USES:
-                raise ParseError(f"{attr} is not a special-use attribute")
-            uses.append(SPECIAL_USES[attr.upper()])
-            if not cur.take(b" "):
-                break
-        cur.close()
+        uses = cur.parenthesized(lambda: _special_use(cur))
         cur.close()
     return c.Create(tag, mailbox, tuple(dict.fromkeys(uses)))
+
+
+def _special_use(cur: Cursor) -> str:
+    cur.expect(b"\\", "a special-use attribute")
+    attr = "\\" + cur.atom("a special-use attribute")
+    if attr.upper() not in SPECIAL_USES:
+        raise ParseError(f"{attr} is not a special-use attribute")
+    return SPECIAL_USES[attr.upper()]
 
 
 def _rename(cur: Cursor, tag: str) -> c.Command:
@@ -163,7 +164,8 @@ def _list(cur: Cursor, tag: str) -> c.Command:
     extended = False
     if cur.peek() == ord("("):
         extended = True
-        select = _options(cur, LIST_SELECT_OPTIONS, "LIST selection option")
+        read = partial(_one_of, cur, LIST_SELECT_OPTIONS, "LIST selection option")
+        select = frozenset(cur.parenthesized(read, empty_ok=True))
         cur.sp()
         # RFC 5258: RECURSIVEMATCH only refines another selection option.
         if "RECURSIVEMATCH" in select and not select - {"RECURSIVEMATCH", "REMOTE"}:
@@ -172,61 +174,37 @@ def _list(cur: Cursor, tag: str) -> c.Command:
     cur.sp()
     if cur.peek() == ord("("):
         extended = True
-        cur.open()
-        patterns = [cur.list_mailbox()]
-        while cur.take(b" "):
-            patterns.append(cur.list_mailbox())
-        cur.close()
+        patterns = cur.parenthesized(cur.list_mailbox)
     else:
         patterns = [cur.list_mailbox()]
-    returns: frozenset[str] = frozenset()
-    status = None
+    returns: set[str] = set()
+    status: list[tuple[str, ...]] = []
     if cur.take(b" "):
         extended = True
         if not cur.take_word(b"RETURN"):
             raise cur.fail("RETURN")
         cur.sp()
-        returns, status = _list_returns(cur)
-    return c.List(tag, reference, tuple(patterns), select, returns, status, extended)
 
-
-def _options(cur: Cursor, allowed: frozenset[str], what: str) -> frozenset[str]:
-    cur.open()
-    found: set[str] = set()
-    if not cur.take(b")"):
-        while True:
-            option = cur.keyword(f"a {what}")
-            if option not in allowed:
-                raise ParseError(f"{what} {option} is not supported")
-            found.add(option)
-            if not cur.take(b" "):
-                break
-        cur.close()
-    else:
-        cur.depth -= 1
-    return frozenset(found)
-
-
-def _list_returns(cur: Cursor) -> tuple[frozenset[str], tuple[str, ...] | None]:
-    cur.open()
-    found: set[str] = set()
-    status = None
-    if not cur.take(b")"):
-        while True:
+        def return_option() -> None:
             option = cur.keyword("a LIST return option")
             if option == "STATUS":
                 cur.sp()
-                status = _status_items(cur)
+                status.append(_status_items(cur))
             elif option in LIST_RETURN_OPTIONS:
-                found.add(option)
+                returns.add(option)
             else:
                 raise ParseError(f"LIST return option {option} is not supported")
-            if not cur.take(b" "):
-                break
-        cur.close()
-    else:
-        cur.depth -= 1
-    return frozenset(found), status
+
+        cur.parenthesized(return_option, empty_ok=True)
+    return c.List(
+        tag,
+        reference,
+        tuple(patterns),
+        select,
+        frozenset(returns),
+        status[-1] if status else None,
+        extended,
+    )
 
 
 def _lsub(cur: Cursor, tag: str) -> c.Command:
@@ -244,16 +222,7 @@ def _status(cur: Cursor, tag: str) -> c.Command:
 
 
 def _status_items(cur: Cursor) -> tuple[str, ...]:
-    cur.open()
-    items = []
-    while True:
-        item = cur.keyword("a STATUS item")
-        if item not in STATUS_ITEMS:
-            raise ParseError(f"STATUS item {item} is not supported")
-        items.append(item)
-        if not cur.take(b" "):
-            break
-    cur.close()
+    items = cur.parenthesized(lambda: _one_of(cur, STATUS_ITEMS, "STATUS item"))
     return tuple(dict.fromkeys(items))
 
 
@@ -275,9 +244,8 @@ def _append(cur: Cursor, tag: str) -> c.Command:
 
 
 def _enable(cur: Cursor, tag: str) -> c.Command:
-    names = []
     cur.sp()
-    names.append(cur.keyword("a capability"))
+    names = [cur.keyword("a capability")]
     while cur.take(b" "):
         names.append(cur.keyword("a capability"))
     return c.Enable(tag, tuple(dict.fromkeys(names)))
@@ -287,25 +255,20 @@ def _id(cur: Cursor, tag: str) -> c.Command:
     cur.sp()
     if cur.take_word(b"NIL"):
         return c.Id(tag, None)
-    cur.open()
-    pairs: list[tuple[str, str | None]] = []
-    if not cur.take(b")"):
-        while True:
-            field = text(cur.string("an ID field name"))
-            cur.sp()
-            raw = cur.nstring("an ID value or NIL")
-            value = None if raw is None else text(raw)
-            if len(field) > ID_MAX_FIELD or (value is not None and len(value) > ID_MAX_VALUE):
-                raise ParseError("ID field or value too long")
-            pairs.append((field, value))
-            if len(pairs) > ID_MAX_PAIRS:
-                raise ParseError(f"more than {ID_MAX_PAIRS} ID fields")
-            if not cur.take(b" "):
-                break
-        cur.close()
-    else:
-        cur.depth -= 1
+    pairs = cur.parenthesized(lambda: _id_pair(cur), empty_ok=True)
+    if len(pairs) > ID_MAX_PAIRS:
+        raise ParseError(f"more than {ID_MAX_PAIRS} ID fields")
     return c.Id(tag, tuple(pairs))
+
+
+def _id_pair(cur: Cursor) -> tuple[str, str | None]:
+    field = text(cur.string("an ID field name"))
+    cur.sp()
+    raw = cur.nstring("an ID value or NIL")
+    value = None if raw is None else text(raw)
+    if len(field) > ID_MAX_FIELD or (value is not None and len(value) > ID_MAX_VALUE):
+        raise ParseError("ID field or value too long")
+    return field, value
 
 
 def _expunge(cur: Cursor, tag: str) -> c.Command:
@@ -333,19 +296,23 @@ def _fetch(uid: bool) -> Handler:
         items = parse_fetch_atts(cur)
         changedsince = None
         if cur.take(b" "):
-            cur.open()
-            while True:
-                modifier = cur.keyword("a FETCH modifier")
-                if modifier != "CHANGEDSINCE":
-                    raise ParseError(f"FETCH modifier {modifier} is not supported")
-                cur.sp()
-                changedsince = cur.number64()
-                if not cur.take(b" "):
-                    break
-            cur.close()
+            changedsince = _modifiers(cur, "CHANGEDSINCE", "FETCH modifier")
         return c.Fetch(tag, sequence, items, uid, changedsince)
 
     return handler
+
+
+def _modifiers(cur: Cursor, name: str, what: str) -> int:
+    """`(NAME modseq)`, the one modifier of FETCH or STORE we take (RFC 7162)."""
+    values: list[int] = []
+
+    def modifier() -> None:
+        _one_of(cur, frozenset({name}), what)
+        cur.sp()
+        values.append(cur.number64())
+
+    cur.parenthesized(modifier)
+    return values[-1]
 
 
 _STORE_MODES = {m.value: m for m in c.StoreMode}
@@ -358,16 +325,7 @@ def _store(uid: bool) -> Handler:
         cur.sp()
         unchangedsince = None
         if cur.peek() == ord("("):
-            cur.open()
-            while True:
-                modifier = cur.keyword("a STORE modifier")
-                if modifier != "UNCHANGEDSINCE":
-                    raise ParseError(f"STORE modifier {modifier} is not supported")
-                cur.sp()
-                unchangedsince = cur.number64()
-                if not cur.take(b" "):
-                    break
-            cur.close()
+            unchangedsince = _modifiers(cur, "UNCHANGEDSINCE", "STORE modifier")
             cur.sp()
         word = _store_word(cur)
         silent = word.endswith(".SILENT")

@@ -96,11 +96,7 @@ def parse_fetch_atts(cur: Cursor) -> tuple[FetchAtt, ...]:
     """A macro, one item, or a parenthesized list of items."""
     items: list[FetchAtt] = []
     if cur.peek() == ord("("):
-        cur.open()
-        items.append(_fetch_att(cur))
-        while cur.take(b" "):
-            items.append(_fetch_att(cur))
-        cur.close()
+        items.extend(cur.parenthesized(lambda: _fetch_att(cur)))
     else:
         start = cur.pos
         word = _name(cur)
@@ -166,12 +162,7 @@ def _section_text(cur: Cursor, allow_mime: bool) -> str:
 
 
 def _header_list(cur: Cursor) -> tuple[str, ...]:
-    cur.open()
-    names = [_field_name(cur)]
-    while cur.take(b" "):
-        names.append(_field_name(cur))
-    cur.close()
-    return tuple(names)
+    return tuple(cur.parenthesized(lambda: _field_name(cur)))
 
 
 def _field_name(cur: Cursor) -> str:

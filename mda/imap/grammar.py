@@ -7,7 +7,9 @@ what the bytes mean and says precisely why when they mean nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from typing import TypeVar
 
 from . import utf7
 from .seqset import MAX_NUMBER, SequenceSet, SequenceSetError
@@ -24,6 +26,9 @@ _DIGITS = frozenset(b"0123456789")
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 SYSTEM_FLAGS = {f.upper(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")}
+
+
+T = TypeVar("T")
 
 
 class ParseError(ValueError):
@@ -91,6 +96,17 @@ class Cursor:
     def close(self) -> None:
         self.expect(b")", "')'")
         self.depth -= 1
+
+    def parenthesized(self, read: Callable[[], T], *, empty_ok: bool = False) -> list[T]:
+        """`(` item *(SP item) `)`, each item read by `read`."""
+        self.open()
+        items: list[T] = []
+        if not (empty_ok and self.peek() == ord(")")):
+            items.append(read())
+            while self.take(b" "):
+                items.append(read())
+        self.close()
+        return items
 
     def nest(self) -> None:
         """Count a level of nesting that has no parenthesis (NOT, OR)."""
@@ -239,15 +255,7 @@ class Cursor:
         return self.atom("a flag")
 
     def flag_list(self) -> tuple[str, ...]:
-        self.open()
-        flags: list[str] = []
-        if not self.take(b")"):
-            flags.append(self.flag())
-            while self.take(b" "):
-                flags.append(self.flag())
-            self.expect(b")", "')' or a space and a flag")
-        self.depth -= 1
-        return tuple(dict.fromkeys(flags))
+        return tuple(dict.fromkeys(self.parenthesized(self.flag, empty_ok=True)))
 
     # Numbers with structure.
 

@@ -52,19 +52,21 @@ def quoted(value: str | bytes) -> bytes:
 
 
 def literal(value: str | bytes) -> bytes:
+    """`{n}` CRLF and the bytes, as given: message data is the caller's to vouch for."""
     raw = _bytes(value)
     return b"{%d}\r\n" % len(raw) + raw
 
 
 def string(value: str | bytes) -> bytes:
-    raw = _bytes(value)
+    """Quoted or literal. NUL cannot travel in an IMAP4rev1 string and is dropped."""
+    raw = _bytes(value).replace(b"\0", b"")
     if len(raw) <= QUOTED_MAX and all(c in _QUOTABLE for c in raw):
         return b'"' + raw + b'"'
     return literal(raw)
 
 
 def astring(value: str | bytes) -> bytes:
-    raw = _bytes(value)
+    raw = _bytes(value).replace(b"\0", b"")
     # "NIL" as an atom would read as nil to a client expecting an nstring.
     if raw and raw.upper() != b"NIL" and all(c in ASTRING_CHARS for c in raw):
         return raw
@@ -191,9 +193,11 @@ def fetch(seq: int, items: Iterable[tuple[str, bytes]]) -> bytes:
 
 
 def search(numbers: Iterable[int], modseq: int | None = None) -> bytes:
-    """`* SEARCH 2 5 7`, with `(MODSEQ n)` when the program used MODSEQ."""
-    line = b"* SEARCH" + b"".join(b" %d" % n for n in sorted(numbers))
-    if modseq is not None:
+    """`* SEARCH 2 5 7`, with `(MODSEQ n)` when the program used MODSEQ and
+    something matched (RFC 7162 3.1.5)."""
+    found = sorted(numbers)
+    line = b"* SEARCH" + b"".join(b" %d" % n for n in found)
+    if modseq is not None and found:
         line += b" (MODSEQ %d)" % modseq
     return line + CRLF
 

@@ -42,11 +42,12 @@ class SearchTarget(Protocol):
 
     `flags` includes `\\Recent` when the message is recent in this session.
     `header(name)` gives the raw values (folded or not, encoded words and
-    all) of every field of that name, in order; this module unfolds and
-    decodes them. `header_text()` is the whole header section, raw the same
-    way. `body_text()` is the body as text, ideally with transfer encodings
-    undone. `sent_date()` is the Date: field parsed (see `parse_sent_date`),
-    None when missing or unreadable.
+    all) of every field of that name, in order, matching the name without
+    regard to case; this module unfolds and decodes them. `header_text()`
+    is the whole header section, raw the same way. `body_text()` is the
+    body as text, ideally with transfer encodings undone. `sent_date()` is
+    the Date: field parsed (see `parse_sent_date`), None when missing or
+    unreadable.
     """
 
     @property

@@ -166,14 +166,7 @@ def parse_search(cur: Cursor) -> tuple[SearchKey, str | None, frozenset[str] | N
 
 
 def _return_options(cur: Cursor) -> frozenset[str]:
-    cur.open()
-    options: set[str] = set()
-    if not cur.take(b")"):
-        options.add(_return_option(cur))
-        while cur.take(b" "):
-            options.add(_return_option(cur))
-        cur.expect(b")", "')' after the RETURN options")
-    cur.depth -= 1
+    options = cur.parenthesized(lambda: _return_option(cur), empty_ok=True)
     # RFC 4731: an empty list asks for ALL.
     return frozenset(options or {"ALL"})
 
@@ -192,12 +185,7 @@ def _conjunction(keys: list[SearchKey]) -> SearchKey:
 def search_key(cur: Cursor) -> SearchKey:
     c = cur.peek()
     if c == ord("("):
-        cur.open()
-        keys = [search_key(cur)]
-        while cur.take(b" "):
-            keys.append(search_key(cur))
-        cur.close()
-        return _conjunction(keys)
+        return _conjunction(cur.parenthesized(lambda: search_key(cur)))
     if c is not None and (c == ord("*") or ord("0") <= c <= ord("9")):
         return Seq(cur.sequence_set())
     start = cur.pos

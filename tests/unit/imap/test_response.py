@@ -49,7 +49,13 @@ def test_long_strings_go_as_literals() -> None:
 
 def test_tab_and_controls_go_as_literals() -> None:
     assert r.string("a\tb") == b"{3}\r\na\tb"
-    assert r.string("a\x00b") == b"{3}\r\na\x00b"
+    assert r.string("a\x01b") == b"{3}\r\na\x01b"
+
+
+def test_nul_cannot_be_sent_in_a_string() -> None:
+    assert r.string("a\x00b") == b'"ab"'
+    assert r.astring(b"\x00") == b'""'
+    assert r.nstring("x\x00\r\n") == b"{3}\r\nx\r\n"
 
 
 def test_nstring() -> None:
@@ -72,13 +78,13 @@ def test_literal() -> None:
 
 @given(st.one_of(st.text(max_size=50), st.binary(max_size=50)))
 def test_astring_reads_back_as_the_same_bytes(value: str | bytes) -> None:
-    raw = value.encode() if isinstance(value, str) else value
+    raw = (value.encode() if isinstance(value, str) else value).replace(b"\0", b"")
     cur = Cursor(r.astring(value))
     assert cur.astring() == raw
     assert cur.at_end()
 
 
-@given(st.one_of(st.none(), st.binary(max_size=50)))
+@given(st.one_of(st.none(), st.binary(max_size=50).map(lambda b: b.replace(b"\0", b""))))
 def test_nstring_reads_back(value: bytes | None) -> None:
     cur = Cursor(r.nstring(value))
     assert cur.nstring() == value
@@ -166,6 +172,7 @@ def test_fetch_search_esearch() -> None:
     assert r.search([5, 2, 7]) == b"* SEARCH 2 5 7\r\n"
     assert r.search([]) == b"* SEARCH\r\n"
     assert r.search([1], modseq=9) == b"* SEARCH 1 (MODSEQ 9)\r\n"
+    assert r.search([], modseq=9) == b"* SEARCH\r\n"
     assert r.esearch("a1", [2, 3, 4, 9], {"MIN", "MAX", "ALL", "COUNT"}, uid=True) == (
         b'* ESEARCH (TAG "a1") UID MIN 2 MAX 9 ALL 2:4,9 COUNT 4\r\n'
     )
