@@ -15,13 +15,18 @@ class Event:
 
 @dataclass(frozen=True)
 class NeedContinuation(Event):
-    """A synchronizing literal `{size}` was announced.
+    """A synchronizing literal `{size}` was announced; the reader pauses.
 
-    The session sends `+ ...` and keeps feeding; the command follows later.
+    The session either sends `+ ...` and calls `resume()` (the command
+    follows once its bytes arrive), or answers `tag NO ...`/`BAD` and calls
+    `refuse_literal()`. `command` is the command's name as far as the first
+    line tells (`APPEND`, `LOGIN`, `UID`), upper-cased, None if unreadable:
+    enough to refuse an APPEND before login or over a size limit.
     """
 
     tag: str | None
     size: int
+    command: str | None = None
 
 
 @dataclass(frozen=True)

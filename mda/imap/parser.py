@@ -6,12 +6,17 @@ for `+` before sending a literal, and `BadCommand`/`LiteralTooLarge`/
 `BadCharset` for input to refuse. After a bad command the reader is already
 at the start of the next one, whatever the bad one contained.
 
-The reader pauses after IDLE, AUTHENTICATE and STARTTLS, because the bytes
-that follow them are not commands: the session calls `expect_line()` for
-each raw line it wants (IDLE's DONE, a SASL response) and `resume()` to go
-back to commands; both return the events that bytes already buffered make.
-After STARTTLS, `take_buffered()` hands back (and drops) any plaintext the
-client sent too early, which must never be read as if it came over TLS.
+The reader pauses where the session must decide before more bytes mean
+anything, and its last event says why:
+- `NeedContinuation`: send `+` and call `resume()`, or answer the tag with
+  NO/BAD and call `refuse_literal()` (the client then sends none of it);
+- IDLE, AUTHENTICATE, STARTTLS: what follows is not a command. Call
+  `expect_line()` for each raw line wanted (IDLE's DONE, a SASL response)
+  and `resume()` to go back to commands. After STARTTLS, `take_buffered()`
+  hands back (and drops) plaintext the client sent too early, which must
+  never be read as if it came over TLS.
+Each of these calls returns the events that bytes already buffered make.
+While paused, the reader only buffers: a server stops reading the socket.
 
 Each line is split at LF (a CR before it is dropped); a line ending in
 `{n}` or `{n+}` continues after n bytes of literal.
@@ -65,6 +70,7 @@ class CommandReader:
         self._scan = 0  # no LF before this offset of _buf
         self._phase = _LINE
         self._want = _COMMAND
+        self._held = False  # a synchronizing literal waits for the session's word
         self._need = 0  # literal bytes still to read or skip
         self._tail = b""
         self._discard_literals = True
@@ -77,12 +83,14 @@ class CommandReader:
         self._literal_bytes = 0
         self._cap = self.limits.max_arg_literal
         self._tag: str | None = None
+        self._name: str | None = None
 
     @property
     def paused(self) -> bool:
-        """True until `expect_line()` or `resume()` after IDLE, AUTHENTICATE,
-        STARTTLS or a `Line`."""
-        return self._want == _NOTHING
+        """True after NeedContinuation, IDLE, AUTHENTICATE, STARTTLS or a
+        `Line`, until the session calls `resume()`, `expect_line()` or
+        `refuse_literal()`."""
+        return self._held or self._want == _NOTHING
 
     @property
     def buffered(self) -> int:
@@ -101,10 +109,25 @@ class CommandReader:
         return self._drain()
 
     def resume(self) -> list[Event]:
-        """Read commands again."""
-        if self._started:
+        """Go on: read the literal just announced (the session sent `+`),
+        or read commands again after IDLE, AUTHENTICATE, STARTTLS or a Line."""
+        if self._held:
+            self._held = False
+        elif self._started:
             raise RuntimeError("resume() in the middle of a command")
-        self._want = _COMMAND
+        else:
+            self._want = _COMMAND
+        return self._drain()
+
+    def refuse_literal(self) -> list[Event]:
+        """Drop the command whose literal was announced: the session answered
+        its tag instead of sending `+`, so the client sends none of it."""
+        if not self._held:
+            raise RuntimeError("refuse_literal() without a NeedContinuation")
+        self._held = False
+        self._reset_command()
+        self._phase = _LINE
+        self._scan = 0
         return self._drain()
 
     def take_buffered(self) -> bytes:
@@ -177,6 +200,7 @@ class CommandReader:
                 return None  # a stray empty line is harmless: ignore it
             self._started = True
             self._tag, name = _head(line)
+            self._name = name
             if name == "APPEND":
                 self._cap = self.limits.max_literal
         self._cmd += line
@@ -211,10 +235,13 @@ class CommandReader:
         self._literal_bytes += size
         self._need = size
         self._phase = _LITERAL
-        return NeedContinuation(tag, size) if sync else None
+        if not sync:
+            return None
+        self._held = True
+        return NeedContinuation(tag, size, self._name)
 
     def _read_literal(self) -> tuple[bool, Event | None]:
-        if self._need and not self._buf:
+        if self._held or (self._need and not self._buf):
             return False, None
         k = min(self._need, len(self._buf))
         self._cmd += self._buf[:k]

@@ -27,12 +27,15 @@ STREAM = (
     b"a5 NOOP\r\n"
 )
 EXPECTED = [
-    NeedContinuation("a1", 5),
+    NeedContinuation("a1", 5, "LOGIN"),
+    "PAUSE",
     c.Login("a1", "alice", "secret"),
     c.Select("a2", "INBOX"),
-    NeedContinuation("a3", 14),
+    NeedContinuation("a3", 14, "APPEND"),
+    "PAUSE",
     c.Append("a3", "Drafts", b"Subject: x\r\n\r\n", ("\\Draft",)),
-    NeedContinuation("a4", 5),
+    NeedContinuation("a4", 5, "UID"),
+    "PAUSE",
     c.Search(
         "a4",
         And((Header("SUBJECT", "café"), Flag("\\Seen", False))),
@@ -58,10 +61,38 @@ def test_stream_byte_by_byte() -> None:
 
 def test_synchronizing_literal_waits_for_the_session() -> None:
     reader = CommandReader()
-    assert reader.feed(b"a LOGIN {5}\r\n") == [NeedContinuation("a", 5)]
+    assert reader.feed(b"a LOGIN {5}\r\n") == [NeedContinuation("a", 5, "LOGIN")]
+    assert reader.paused
+    assert reader.resume() == []  # the session sent "+"
+    assert not reader.paused
     assert reader.feed(b"ali") == []
     assert reader.feed(b"ce pw") == []
     assert reader.feed(b"\r\n") == [c.Login("a", "alice", "pw")]
+
+
+def test_a_literal_announced_on_a_later_line() -> None:
+    reader = CommandReader()
+    assert reader.feed(b"a LOGIN {5+}\r\nalice {2}\r\n") == [NeedContinuation("a", 2, "LOGIN")]
+    assert reader.resume() == []
+    assert reader.feed(b"pw\r\n") == [c.Login("a", "alice", "pw")]
+
+
+def test_the_session_may_refuse_a_literal() -> None:
+    # e.g. APPEND before login, or bigger than this user may store.
+    reader = CommandReader()
+    assert reader.feed(b"a APPEND INBOX {5000}\r\n") == [NeedContinuation("a", 5000, "APPEND")]
+    assert reader.refuse_literal() == []
+    assert not reader.paused
+    assert reader.feed(b"b NOOP\r\n") == [c.Noop("b")]
+    with pytest.raises(RuntimeError):
+        reader.refuse_literal()
+
+
+def test_nothing_is_read_while_a_literal_waits() -> None:
+    # A client that does not wait for "+" gets its bytes read only after it.
+    reader = CommandReader()
+    assert reader.feed(b"a LOGIN {1}\r\nx y\r\nb NOOP\r\n") == [NeedContinuation("a", 1, "LOGIN")]
+    assert reader.resume() == [c.Login("a", "x", "y"), c.Noop("b")]
 
 
 def test_non_synchronizing_literal_asks_nothing() -> None:
@@ -184,8 +215,11 @@ def test_mode_changes_in_the_middle_of_a_command_are_refused() -> None:
     reader.feed(b"a LOGIN {5}\r\n")
     with pytest.raises(RuntimeError):
         reader.expect_line()
-    with pytest.raises(RuntimeError):
-        reader.resume()
+    reader.resume()
+    reader.feed(b"al")  # inside the literal now
+    for call in (reader.expect_line, reader.resume, reader.refuse_literal):
+        with pytest.raises(RuntimeError):
+            call()
 
 
 # Limits.
