@@ -3,7 +3,7 @@
 | role   | runs as        | touches                                  |
 | smtp   | mta.user       | the network, spool/incoming              |
 | queue  | mta.user       | the spool                                |
-| relay  | mta.user       | reads the spool, the LMTP socket (later: the network) |
+| relay  | mta.user       | reads the spool, the LMTP socket, SMTP out, DNS |
 | lookup | auth.user      | the users and aliases files              |
 """
 

@@ -10,6 +10,7 @@ reverse path, so that it can never cause a DSN itself.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
@@ -82,7 +83,8 @@ def _human(kind: str, hostname: str, reports: list[RecipientReport],
     lines.append("")
     for r in reports:
         where = f"{r.remote_mta} said" if r.remote_mta else "reason"
-        lines.append(f"<{r.address}>: {where}: {r.diagnostic}")
+        lines += textwrap.wrap(f"<{r.address}>: {where}: {r.diagnostic}", 76,
+                               subsequent_indent="    ", break_long_words=False)
     return "\r\n".join(lines) + "\r\n"
 
 

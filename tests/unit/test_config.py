@@ -189,3 +189,30 @@ def test_the_sample_configuration_in_deploy_is_valid():
     assert cfg.domains == ["example.org"]
     assert cfg.mta.max_message_size == 36 * 1024 * 1024
     assert cfg.mta.retry_schedule[-1] == 4 * 3600
+
+
+def test_relay_defaults_and_values() -> None:
+    relay = from_dict({}).relay
+    assert relay.nameservers == [] and relay.port == 25 and relay.smarthost == ""
+    assert relay.delay_warning == 4 * 3600 and relay.tls_for("example.net") == "may"
+    relay = from_dict({"relay": {
+        "nameservers": ["127.0.0.1:5353", "::1", "[::1]:53"], "port": 2525,
+        "tls_policy": {"Example.NET": "verify", "plain.test": "none"},
+        "smarthost": "smtp.example.net:587", "smarthost_user": "me@example.org",
+        "smarthost_password_file": "/etc/mailpair/smarthost", "delay_warning": 0,
+    }}).relay
+    assert relay.tls_for("example.net") == "verify" and relay.tls_for("plain.test") == "none"
+    assert config.parse_nameserver("[::1]:53") == ("::1", 53)
+    assert config.parse_nameserver("127.0.0.1") == ("127.0.0.1", 53)
+    assert relay.delay_warning == 0
+
+
+def test_relay_bad_values() -> None:
+    assert "relay.nameservers[0]" in error_of({"relay": {"nameservers": ["dns.example"]}})
+    assert "relay.tls_policy.x.test" in error_of({"relay": {"tls_policy": {"x.test": "maybe"}}})
+    assert "relay.tls_policy: expected a table" in error_of({"relay": {"tls_policy": "verify"}})
+    assert "relay.smarthost" in error_of({"relay": {"smarthost": "smtp.example.net"}})
+    assert "relay.smarthost_user" in error_of({"relay": {"smarthost_user": "me"}})
+    assert "relay.port" in error_of({"relay": {"port": 0}})
+    assert "relay.max_connections" in error_of({"relay": {"max_connections": 0}})
+    assert "relay.bogus: unknown key" in error_of({"relay": {"bogus": 1}})

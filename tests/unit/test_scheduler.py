@@ -158,3 +158,23 @@ def test_summary_counts_states():
 
 def test_summary_of_a_fresh_envelope():
     assert summary(envelope("a@x.test", "b@x.test")) == {PENDING: 2, DELIVERED: 0, FAILED: 0}
+
+
+def test_delay_warning_is_due_once_after_the_delay():
+    from mta.queue.scheduler import delay_warning_due
+    env = envelope("later@x.test", created=1000.0)
+    assert not delay_warning_due(env, 1000.0 + 3599, 3600)
+    assert delay_warning_due(env, 1000.0 + 3600, 3600)
+    assert not delay_warning_due(env, 1000.0 + 9999, 0)  # 0: off
+    env.delay_warned = True
+    assert not delay_warning_due(env, 1000.0 + 9999, 3600)
+    env.delay_warned = False
+    env.recipients[0].state = DELIVERED
+    assert not delay_warning_due(env, 1000.0 + 9999, 3600)  # nothing is late any more
+
+
+def test_replies_record_the_host_that_gave_them():
+    env = envelope("a@x.test", "b@x.test")
+    apply_replies(env, {"a@x.test": "550 no", "b@x.test": "451 later"}, {"a@x.test": "mx.x.test"})
+    r = by_address(env)
+    assert r["a@x.test"].remote_mta == "mx.x.test" and r["b@x.test"].remote_mta == ""
