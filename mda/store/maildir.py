@@ -162,6 +162,40 @@ def _link(tmp: Path, new: Path) -> bool:
     return True
 
 
+def write_tmp(maildir: Path, data: bytes, *, extra: str = "",
+              mtime: float | None = None) -> tuple[Path, str]:
+    """Write data as it is to maildir/tmp under a new unique base name, fsynced.
+
+    extra is appended to the name (the store adds ",W=<CRLF size>"); mtime,
+    if given, becomes the file's modification time (IMAP's internal date).
+    Returns (path, base name); the caller publishes it with `publish` and
+    removes the tmp file.
+    """
+    for _ in range(_ATTEMPTS):
+        name = unique_name(len(data)) + extra
+        tmp = maildir / "tmp" / name
+        try:
+            _write_new_file(tmp, data)
+        except FileExistsError:
+            continue
+        if mtime is not None:
+            try:
+                os.utime(tmp, (mtime, mtime))
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+        return tmp, name
+    raise FileExistsError(errno.EEXIST, "no unused Maildir name found", str(maildir))
+
+
+def publish(tmp: Path, dest: Path) -> bool:
+    """Give a written file its place in new/ or cur/ without replacing anything.
+
+    False if dest exists. The caller fsyncs dest's directory.
+    """
+    return _link(tmp, dest)
+
+
 def deliver(maildir: Path, data: bytes) -> str:
     """Store a message (CRLF lines from the wire) in maildir/new; returns its base name.
 

@@ -1,0 +1,509 @@
+"""A session's view of one folder: its messages in UID order, numbered 1..n.
+
+IMAP SELECT/EXAMINE and a POP3 login each open one (MailStore.open_folder).
+The view changes only when its own session acts (store, expunge, move) or
+asks for news with refresh(); that is what lets IMAP keep sequence numbers
+steady between commands and lets POP3 keep the snapshot it took at login.
+
+Flags are frozensets of strings: "\\Seen", "\\Answered", "\\Flagged",
+"\\Deleted", "\\Draft" and keywords (flags.py). \\Recent is not stored:
+is_recent() says whether this view was the first to see a message (it
+moved it from new/ to cur/ on open or refresh); a read-only view counts
+what is still in new/ and moves nothing.
+
+Every method blocks and takes the MailStore's lock: call them from a
+worker thread, one session per MailStore for parallelism.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, BinaryIO
+
+from mda.store import content, keywords
+from mda.store.errors import MessageGone, NoSuchFolder, ReadOnly
+from mda.store.flags import (
+    DELETED_LETTER,
+    INFO_PREFIX,
+    SEEN_LETTER,
+    canonical,
+    decode,
+    letters_of,
+    suffix_for,
+)
+from mda.store.index import Row
+from mda.store.results import Changes, CopyResult, ExpungeResult, StoreResult
+from mda.store.sync import FolderSync
+
+if TYPE_CHECKING:
+    from mda.store.mailstore import MailStore
+
+MODES = ("add", "remove", "replace")
+
+
+class Folder:
+    def __init__(self, store: MailStore, name: str, fs: FolderSync, *, readonly: bool) -> None:
+        self.mailstore = store
+        self.name = name
+        self.readonly = readonly
+        self._fs = fs
+        self._ix = store.index
+        self._lock = store.lock
+        self._uids: list[int] = []
+        self._msgs: dict[int, tuple[str, int]] = {}  # uid -> (flag letters, modseq)
+        self._recent: set[int] = set()
+        self._pending: set[int] = set()  # expunged, not yet reported (refresh(allow_expunge=False))
+        self._letters: dict[str, str] = {}  # one string object per letter combination
+        self._decoded: dict[tuple[str, int], frozenset[str]] = {}
+        with self._lock:
+            self._load()
+
+    # -- loading and refreshing -------------------------------------------
+
+    def _intern(self, letters: str) -> str:
+        return self._letters.setdefault(letters, letters)
+
+    def _load(self) -> None:
+        self._fs.sync()
+        with self._ix.read():
+            row = self._ix.folder(self._fs.dirname)
+            if row is None:
+                raise NoSuchFolder(f"{self.name} is gone")
+            rows = self._ix.rows(row.id)
+        self._fid, self.uidvalidity = row.id, row.uidvalidity
+        self._modseq, self._uidnext, self._epoch = row.highestmodseq, row.nextuid, self._ix.epoch
+        self._uids = [r.uid for r in rows]
+        self._msgs = {r.uid: (self._intern(letters_of(r.suffix)), r.modseq) for r in rows}
+        self._claim_recent([r for r in rows if r.in_new])
+
+    def _claim_recent(self, rows: list[Row]) -> None:
+        """Move messages nobody has seen from new/ to cur/; they are \\Recent in this view."""
+        if not rows:
+            return
+        if self.readonly:
+            self._recent.update(r.uid for r in rows)
+            return
+        moved = []
+        with self._ix.write(), self._fs.own_change():
+            for r in rows:
+                suffix = r.suffix if r.suffix.startswith(INFO_PREFIX) else INFO_PREFIX
+                try:
+                    os.rename(self._fs.file_of(r), self._fs.path / "cur" / (r.base + suffix))
+                except FileNotFoundError:
+                    continue  # another session took it first: recent there, not here
+                moved.append(Row(r.uid, r.base, False, suffix, r.modseq))
+            self._ix.relocate(self._fid, moved)
+        self._recent.update(r.uid for r in moved)
+
+    def refresh(self, *, allow_expunge: bool = True) -> Changes:
+        """Take in what others did: new messages, expunges, flag changes.
+
+        With allow_expunge=False (IMAP during FETCH, STORE, SEARCH by
+        sequence number) expunged messages stay in the view, unreadable,
+        until a later refresh that allows them.
+        """
+        with self._lock:
+            try:
+                self._fs.sync()
+            except NoSuchFolder:
+                return self._vanish(Changes(gone=True))
+            with self._ix.read():
+                row = self._ix.folder(self._fs.dirname)
+                if row is None:
+                    return self._vanish(Changes(gone=True))
+                if row.uidvalidity != self.uidvalidity:
+                    return self._vanish(Changes(uidvalidity_changed=True))
+                full = (self._ix.epoch != self._epoch or row.id != self._fid
+                        or self._modseq < row.tomb_floor)
+                if full:
+                    rows = self._ix.rows(row.id)
+                    present = {r.uid for r in rows}
+                    gone = [u for u in self._uids if u not in present]
+                else:
+                    rows = self._ix.changed_since(row.id, self._modseq)
+                    gone = self._ix.expunged_since(row.id, self._modseq)
+            self._fid, self._epoch = row.id, self._ix.epoch
+            self._modseq, self._uidnext = row.highestmodseq, row.nextuid
+            changes = Changes()
+            gone_here = [u for u in gone if u in self._msgs and u not in self._pending]
+            self._pending.update(gone_here)
+            if allow_expunge and self._pending:
+                changes.expunged, changes.expunged_seqs = self._remove(self._pending)
+                self._pending.clear()
+            fresh: list[Row] = []
+            for r in rows:
+                state = (self._intern(letters_of(r.suffix)), r.modseq)
+                if r.uid in self._pending:
+                    continue
+                if r.uid not in self._msgs:
+                    fresh.append(r)
+                    changes.added.append(r.uid)
+                    bisect.insort(self._uids, r.uid)
+                elif self._msgs[r.uid] != state:
+                    changes.flags.append(r.uid)
+                self._msgs[r.uid] = state
+            self._claim_recent([r for r in fresh if r.in_new])
+            return changes
+
+    def _advance(self, modseq: int) -> None:
+        """After our own change: if it took the very next modseq, nobody else changed
+        anything since our last refresh, so the next one need not read our change back."""
+        if modseq == self._modseq + 1:
+            self._modseq = modseq
+
+    def _vanish(self, changes: Changes) -> Changes:
+        changes.expunged, changes.expunged_seqs = self._remove(set(self._uids))
+        self._pending.clear()
+        return changes
+
+    def _remove(self, uids: set[int]) -> tuple[list[int], list[int]]:
+        """Take uids out of the view; (uids ascending, their seqs highest first)."""
+        seqs = sorted((i + 1 for i, u in enumerate(self._uids) if u in uids), reverse=True)
+        removed = sorted(u for u in uids if u in self._msgs)
+        self._uids = [u for u in self._uids if u not in uids]
+        for u in removed:
+            del self._msgs[u]
+        self._recent -= uids
+        return removed, seqs
+
+    # -- what the view shows ---------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._uids)
+
+    @property
+    def uids(self) -> list[int]:
+        """All UIDs, ascending; seq n is uids[n - 1]. A copy."""
+        with self._lock:
+            return list(self._uids)
+
+    @property
+    def uidnext(self) -> int:
+        return self._uidnext
+
+    @property
+    def highestmodseq(self) -> int:
+        return self._modseq
+
+    def uid_at(self, seq: int) -> int:
+        """The UID of sequence number seq (1-based); IndexError outside 1..len."""
+        if not 1 <= seq <= len(self._uids):
+            raise IndexError(f"no message {seq}")
+        return self._uids[seq - 1]
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self._uids, uid)
+        return i + 1 if i < len(self._uids) and self._uids[i] == uid else None
+
+    def uids_between(self, low: int, high: int) -> list[int]:
+        """UIDs in the view with low <= uid <= high (a UID range, * resolved by the caller)."""
+        with self._lock:
+            lo = bisect.bisect_left(self._uids, low)
+            hi = bisect.bisect_right(self._uids, high)
+            return self._uids[lo:hi]
+
+    @property
+    def keywords(self) -> list[str]:
+        """The keywords defined in this folder (for IMAP's FLAGS)."""
+        with self._lock:
+            self._fs.keywords.refresh()
+            return self._fs.keywords.names()
+
+    @property
+    def can_create_keywords(self) -> bool:
+        """False once all 26 letters are used (IMAP drops \\* from PERMANENTFLAGS)."""
+        with self._lock:
+            self._fs.keywords.refresh()
+            return self._fs.keywords.has_room()
+
+    def _decode(self, letters: str) -> frozenset[str]:
+        kw = self._fs.keywords
+        key = (letters, id(kw.by_letter))
+        found = self._decoded.get(key)
+        if found is None:
+            if len(self._decoded) > 4096:
+                self._decoded.clear()
+            found = self._decoded[key] = decode(letters, kw.by_letter)
+        return found
+
+    def flags(self, uid: int) -> frozenset[str]:
+        """The message's flags and keywords as this view last saw them; KeyError if not in it."""
+        with self._lock:
+            self._fs.keywords.refresh()
+            return self._decode(self._msgs[uid][0])
+
+    def flags_of(self, uids: Iterable[int]) -> dict[int, frozenset[str]]:
+        with self._lock:
+            self._fs.keywords.refresh()
+            return {u: self._decode(self._msgs[u][0]) for u in uids if u in self._msgs}
+
+    def modseq(self, uid: int) -> int:
+        return self._msgs[uid][1]
+
+    def is_recent(self, uid: int) -> bool:
+        return uid in self._recent
+
+    @property
+    def recent_count(self) -> int:
+        return len(self._recent)
+
+    def unseen_uids(self) -> list[int]:
+        """UIDs without \\Seen, ascending (UNSEEN count; the first one for SELECT)."""
+        with self._lock:
+            return [u for u in self._uids if SEEN_LETTER not in self._msgs[u][0]]
+
+    def is_expunged(self, uid: int) -> bool:
+        """Expunged by another session but still shown (see refresh)."""
+        return uid in self._pending
+
+    # -- changing flags ------------------------------------------------------
+
+    def store(self, uids: Iterable[int], flag_names: Iterable[str], mode: str = "add", *,
+              unchangedsince: int | None = None) -> StoreResult:
+        """Add, remove or replace flags on messages (IMAP STORE, POP3 marking \\Seen).
+
+        One rename per message whose flags change (new/ files move to cur/),
+        one index transaction and one new modseq for them all. With
+        unchangedsince (CONDSTORE), messages whose modseq is higher are left
+        alone and listed in .modified. Unknown keywords in "remove" are
+        ignored; a keyword that does not fit the folder's 26 raises
+        TooManyKeywords before anything changes.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if self.readonly:
+            raise ReadOnly(f"{self.name} is open read-only")
+        wanted = [canonical(f) for f in flag_names]
+        targets = sorted(set(uids))
+        with self._lock, self._ix.write(), self._fs.own_change():
+            kw = self._fs.keywords
+            kw.refresh()
+            if mode == "remove":
+                change = keywords.letters_to_remove(wanted, kw)
+            else:
+                change = keywords.letters_for(wanted, kw, create=True)
+            managed = keywords.managed_letters(kw)
+            rows = self._ix.rows_for(self._fid, targets)
+            renamed: list[Row] = []
+            modified: list[int] = []
+            missing: list[int] = []
+            retry: list[int] = []
+            before: dict[int, str] = {}
+            for attempt in (1, 2):
+                for uid in targets:
+                    r = rows.get(uid)
+                    if r is None:
+                        missing.append(uid)
+                        continue
+                    if unchangedsince is not None and r.modseq > unchangedsince:
+                        modified.append(uid)
+                        continue
+                    old = set(letters_of(r.suffix))
+                    if mode == "add":
+                        new = old | change
+                    elif mode == "remove":
+                        new = old - change
+                    else:
+                        new = (old - managed) | change
+                    if new == old and not r.in_new:
+                        continue
+                    suffix = suffix_for(new)
+                    try:
+                        os.rename(self._fs.file_of(r), self._fs.path / "cur" / (r.base + suffix))
+                    except FileNotFoundError:
+                        retry.append(uid)
+                        continue
+                    renamed.append(Row(uid, r.base, False, suffix, r.modseq))
+                    before[uid] = letters_of(r.suffix)
+                if not retry or attempt == 2:
+                    missing.extend(retry)
+                    break
+                # Renamed or removed by someone else since the index saw it.
+                self._fs.sync(full=True)
+                targets, retry = retry, []
+                rows = self._ix.rows_for(self._fid, targets)
+            # A move out of new/ alone changes no flag and keeps its modseq.
+            flagged = {r.uid for r in renamed if letters_of(r.suffix) != before[r.uid]}
+            modseq = self._ix.bump_modseq(self._fid) if flagged else self._modseq
+            self._ix.relocate(self._fid, [
+                Row(r.uid, r.base, False, r.suffix, modseq if r.uid in flagged else r.modseq)
+                for r in renamed
+            ])
+            self._advance(modseq)
+            changed: dict[int, frozenset[str]] = {}
+            for r in renamed:
+                if r.uid not in flagged:
+                    continue
+                letters = self._intern(letters_of(r.suffix))
+                if r.uid in self._msgs:
+                    self._msgs[r.uid] = (letters, modseq)
+                changed[r.uid] = decode(letters, kw.by_letter)
+            return StoreResult(changed, sorted(modified), sorted(set(missing)), modseq)
+
+    # -- removing, copying, moving -----------------------------------------
+
+    def expunge(self, uids: Iterable[int] | None = None, *,
+                require_deleted: bool = True) -> ExpungeResult:
+        """Delete messages for good and take them out of the view.
+
+        By default the messages flagged \\Deleted (IMAP EXPUNGE), limited to
+        uids if given (UID EXPUNGE). require_deleted=False deletes exactly
+        the given uids whatever their flags (POP3 DELE at QUIT).
+        """
+        if self.readonly:
+            raise ReadOnly(f"{self.name} is open read-only")
+        with self._lock, self._ix.write(), self._fs.own_change():
+            candidates = sorted(set(self._uids if uids is None else uids) & set(self._msgs))
+            removed: list[int] = []
+            for attempt in (1, 2):
+                rows = self._ix.rows_for(self._fid, candidates)
+                retry = []
+                for uid in candidates:
+                    r = rows.get(uid)
+                    if r is None:
+                        removed.append(uid)  # already gone: expunged by someone else
+                        continue
+                    if require_deleted and DELETED_LETTER not in letters_of(r.suffix):
+                        continue
+                    try:
+                        os.unlink(self._fs.file_of(r))
+                    except FileNotFoundError:
+                        retry.append(uid)
+                        continue
+                    removed.append(uid)
+                if not retry:
+                    break
+                if attempt == 2:
+                    removed.extend(retry)  # gone, whoever took it
+                    break
+                self._fs.sync(full=True)
+                candidates = retry
+            modseq = self._fs.drop(self._fid, removed) if removed else self._modseq
+            self._advance(modseq)
+            gone, seqs = self._remove(set(removed))
+            self._pending -= set(removed)
+            return ExpungeResult(gone, seqs, modseq)
+
+    def copy(self, uids: Iterable[int], dest: str) -> CopyResult:
+        """Copy messages into folder dest (IMAP COPY); new UIDs in .pairs for COPYUID."""
+        with self._lock:
+            return self.mailstore.transfer(self._fs, sorted(set(uids)), dest, move=False)
+
+    def move(self, uids: Iterable[int], dest: str) -> CopyResult:
+        """Move messages into folder dest (IMAP MOVE); the result also says what left the view."""
+        if self.readonly:
+            raise ReadOnly(f"{self.name} is open read-only")
+        with self._lock:
+            result = self.mailstore.transfer(self._fs, sorted(set(uids)), dest, move=True)
+            gone, seqs = self._remove({s for s, _ in result.pairs} | set(result.missing))
+            self._pending -= set(gone)
+            return CopyResult(result.uidvalidity, result.pairs, result.missing, gone, seqs)
+
+    # -- reading -------------------------------------------------------------
+
+    def open_message(self, uid: int) -> BinaryIO:
+        """The message file, opened for binary reading (LF lines as stored); close it."""
+        with self._lock:
+            if uid in self._pending:
+                raise MessageGone(f"message {uid} was expunged")
+            return self._fs.open_message(self._fid, uid)
+
+    def read(self, uid: int) -> bytes:
+        """The message as stored (LF line ends)."""
+        with self.open_message(uid) as f:
+            return f.read()
+
+    def read_crlf(self, uid: int) -> bytes:
+        """The message as a protocol sends it (CRLF line ends); len() is size(uid)."""
+        return content.to_crlf(self.read(uid))
+
+    def sizes(self, uids: Sequence[int] | None = None) -> dict[int, int]:
+        """uid -> CRLF size (RFC822.SIZE, POP3 LIST); read from a file only the first time."""
+        with self._lock:
+            targets = list(self._uids if uids is None else uids)
+            known = self._ix.column(self._fid, "vsize", targets)
+            found: dict[int, int] = {}
+            computed: dict[int, int] = {}
+            for uid in targets:
+                size = known.get(uid)
+                if size is None:
+                    with contextlib.suppress(MessageGone):
+                        with self.open_message(uid) as f:
+                            size = content.crlf_size_of_stream(f)
+                        computed[uid] = size
+                if size is not None:
+                    found[uid] = size
+            if computed:
+                self._ix.set_column(self._fid, "vsize", computed)
+            return found
+
+    def size(self, uid: int) -> int:
+        found = self.sizes([uid])
+        if uid not in found:
+            raise MessageGone(f"message {uid} was expunged")
+        return found[uid]
+
+    def internal_dates(self, uids: Sequence[int] | None = None) -> dict[int, int]:
+        """uid -> internal date, seconds since the epoch (the file's mtime, as Dovecot)."""
+        with self._lock:
+            targets = list(self._uids if uids is None else uids)
+            known = self._ix.column(self._fid, "idate", targets)
+            found: dict[int, int] = {}
+            computed: dict[int, int] = {}
+            for uid in targets:
+                date = known.get(uid)
+                if date is None:
+                    with contextlib.suppress(MessageGone):
+                        with self.open_message(uid) as f:
+                            date = int(os.fstat(f.fileno()).st_mtime)
+                        computed[uid] = date
+                if date is not None:
+                    found[uid] = date
+            if computed:
+                self._ix.set_column(self._fid, "idate", computed)
+            return found
+
+    def internal_date(self, uid: int) -> int:
+        found = self.internal_dates([uid])
+        if uid not in found:
+            raise MessageGone(f"message {uid} was expunged")
+        return found[uid]
+
+    # -- the protocol layer's cache -------------------------------------------
+
+    def get_parsed(self, uid: int, key: str) -> object | None:
+        """A value put_parsed stored for this message and key, or None."""
+        with self._lock:
+            return self._ix.get_parsed(self._fid, key, [uid]).get(uid)
+
+    def get_parsed_many(self, key: str, uids: Sequence[int] | None = None) -> dict[int, object]:
+        """uid -> value for the messages that have one (all of the folder's without uids)."""
+        with self._lock:
+            return self._ix.get_parsed(self._fid, key, uids)
+
+    def put_parsed(self, uid: int, key: str, value: bytes | str | int | float) -> None:
+        """Cache a value (bytes, str, int or float, e.g. JSON text of an ENVELOPE).
+
+        Kept until the message is expunged; copies carry it along. Ignored
+        for a message that is already gone.
+        """
+        self.put_parsed_many(key, {uid: value})
+
+    def put_parsed_many(self, key: str, values: dict[int, bytes | str | int | float]) -> None:
+        with self._lock:
+            self._ix.put_parsed(self._fid, key, values)  # type: ignore[arg-type]
+
+    # -- the rest --------------------------------------------------------
+
+    def watch_paths(self) -> list[str]:
+        """What changes when the folder does (for inotify-based IDLE): new/, cur/, the uidlist."""
+        return [str(self._fs.path / "new"), str(self._fs.path / "cur"),
+                str(self._fs.uidlist.path)]
+
+    def close(self) -> None:
+        """Nothing to release (the MailStore owns the files); here for symmetry."""
+        with self._lock:
+            self._uids, self._msgs = [], {}
