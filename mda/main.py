@@ -2,6 +2,7 @@
 
 | role | runs as   | touches                                  |
 | lmtp | mda.user  | the LMTP socket, the Maildirs            |
+| imap | mda.user  | the network (143, 993), the Maildirs     |
 | auth | auth.user | the users file                           |
 
 Adding a protocol is one more Role in the table below.
@@ -23,6 +24,7 @@ def auth_creds(cfg: Config) -> tuple[str, str]:
 
 
 def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
+    listeners = daemon.bind_listeners({"imap": cfg.imap.imap, "imaps": cfg.imap.imaps})
     mda = privileges.resolve(*mda_creds(cfg))
     auth = privileges.resolve(*auth_creds(cfg))
     uid = mda.uid if mda else None
@@ -37,8 +39,9 @@ def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
     roles = [
         Role("auth", "mda.auth", {"ipc": [auth_sock]}, auth_creds),
         Role("lmtp", "mda.lmtp", {"lmtp": [lmtp]}, mda_creds),
+        Role("imap", "mda.imap.server", listeners, mda_creds, tls=True),
     ]
-    return roles, {}
+    return roles, listeners
 
 
 def main() -> None:

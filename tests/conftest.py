@@ -93,6 +93,11 @@ level = "debug"
 [auth]
 failure_delay = 0.2
 
+[imap]
+imap = ["127.0.0.1:0"]
+imaps = ["127.0.0.1:0"]
+plaintext_on_loopback = true
+
 [mta]
 {mta_lines}
 
@@ -213,10 +218,19 @@ class Stack:
         return self.address(listener)[1]
 
     def address(self, listener: str) -> tuple[str, int]:
-        st = self.state("mtad")
-        assert st, "mtad is not running"
+        daemon = "mdad" if listener in ("imap", "imaps", "pop3", "pop3s") else "mtad"
+        st = self.state(daemon)
+        assert st, f"{daemon} is not running"
         host, port = st["listeners"][listener][0]
         return host, port
+
+    def imap(self, user: str | None = "alice@example.test"):
+        """An imaplib session on the plain port (loopback may log in without TLS)."""
+        import imaplib
+        c = imaplib.IMAP4(*self.address("imap"), timeout=30)
+        if user:
+            c.login(user, PASSWORD)
+        return c
 
     @property
     def lmtp_socket(self) -> Path:

@@ -1,0 +1,301 @@
+"""mdad's imap process: IMAP on 143 (STARTTLS) and 993 (implicit TLS).
+
+The wire: sockets, TLS, timeouts, and the reader's pauses (literals,
+STARTTLS, IDLE, AUTHENTICATE). What each command means is the session's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+
+from common import child, ipc, log, tls
+from common.child import ChildContext
+from common.config import Config
+from mda.imap import response as R
+from mda.imap.commands import Authenticate, Command, Idle, Logout, StartTLS
+from mda.imap.events import (
+    BadCharset,
+    BadCommand,
+    Event,
+    Line,
+    LiteralTooLarge,
+    NeedContinuation,
+)
+from mda.imap.parser import CommandReader, Limits
+from mda.imap.session import Session
+from mda.imap.watch import Watchers
+
+# Before login a client gets little time and few mistakes.
+LOGIN_TIMEOUT = 60.0
+MAX_BAD = 20
+STOP_GRACE = 10.0
+
+
+class Closed(Exception):
+    pass
+
+
+class Connection:
+    def __init__(self, server: IMAPServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, secure: bool) -> None:
+        self.server = server
+        self.cfg = server.cfg
+        self.reader = reader
+        self.writer = writer
+        self.secure = secure
+        peer = writer.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
+        self.parser = CommandReader(Limits(max_literal=self.cfg.imap.max_literal))
+        self.events: list[Event] = []
+        self.session = Session(self.cfg, server.auth, server.watchers, self)
+        self.bad = 0
+        self.log = log.get().bind(client=self.peer)
+
+    # -- what the session asks of the wire ------------------------------------
+
+    @property
+    def loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.peer).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def plaintext_ok(self) -> bool:
+        """Whether a password may be sent on this connection."""
+        return self.secure or (self.cfg.imap.plaintext_on_loopback and self.loopback)
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > 256 * 1024:
+            await self.writer.drain()
+
+    # -- reading -----------------------------------------------------------------
+
+    async def _read(self) -> bytes:
+        timeout = self.cfg.imap.idle_timeout if self.session.user else LOGIN_TIMEOUT
+        await self.writer.drain()
+        try:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        except TimeoutError:
+            await self.write(R.bye("Autologout; idle for too long"))
+            raise Closed from None
+        except (ConnectionError, ssl.SSLError):
+            raise Closed from None
+        if not data:
+            raise Closed
+        return data
+
+    async def next_event(self) -> Event:
+        while not self.events:
+            self.events.extend(self.parser.feed(await self._read()))
+        return self.events.pop(0)
+
+    async def next_line(self) -> bytes:
+        """The next raw line (IDLE's DONE, a SASL response); the reader is paused."""
+        self.events.extend(self.parser.expect_line())
+        ev = await self.next_event()
+        if not isinstance(ev, Line):
+            raise Closed  # the reader promised a line: anything else is a broken client
+        return ev.data
+
+    def resume(self) -> None:
+        self.events.extend(self.parser.resume())
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.write(R.ok(None, "mailpair IMAP ready",
+                              R.code("CAPABILITY", *self.session.capabilities())))
+        try:
+            while True:
+                ev = await self.next_event()
+                if isinstance(ev, Command):
+                    await self.command(ev)
+                else:
+                    await self.refuse(ev)
+        except Closed:
+            pass
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self.writer.write(R.bye("Server shutting down, reconnect"))
+            raise
+        finally:
+            await self.session.close()
+            with contextlib.suppress(Exception):
+                self.writer.close()
+
+    async def refuse(self, ev: Event) -> None:
+        if isinstance(ev, NeedContinuation):
+            problem = self.session.literal_problem(ev)
+            if problem is None:
+                await self.write(R.continuation("Ready for literal data"))
+                self.resume()
+            else:
+                await self.write(problem)
+                self.events.extend(self.parser.refuse_literal())
+            return
+        if isinstance(ev, BadCharset):
+            await self.write(R.no(ev.tag, "Unsupported charset",
+                                  R.code("BADCHARSET", "(UTF-8 US-ASCII)")))
+            return
+        if isinstance(ev, LiteralTooLarge):
+            await self.write(R.no(ev.tag, "Literal too large", R.code("TOOBIG")))
+            return
+        if isinstance(ev, BadCommand):
+            self.bad += 1
+            await self.write(R.bad(ev.tag, ev.message))
+            if self.bad >= MAX_BAD and not self.session.user:
+                await self.write(R.bye("Too many bad commands"))
+                raise Closed
+
+    async def command(self, cmd: Command) -> None:
+        if isinstance(cmd, StartTLS):
+            await self.starttls(cmd)
+        elif isinstance(cmd, Idle):
+            await self.idle(cmd)
+        elif isinstance(cmd, Authenticate):
+            await self.authenticate(cmd)
+        elif isinstance(cmd, Logout):
+            await self.write(R.bye("Logging out"))
+            await self.write(R.ok(cmd.tag, "LOGOUT completed"))
+            await self.writer.drain()
+            raise Closed
+        else:
+            try:
+                async for out in self.session.execute(cmd):
+                    await self.write(out)
+            except (Closed, asyncio.CancelledError):
+                raise
+            except Exception:
+                # One command's failure is that command's answer, not the session's end.
+                self.log.exception("command failed", command=cmd.name)
+                await self.write(R.no(cmd.tag, "Internal error", R.code("SERVERBUG")))
+
+    async def starttls(self, cmd: StartTLS) -> None:
+        if self.secure:
+            await self.write(R.bad(cmd.tag, "TLS is already active"))
+            self.resume()
+            return
+        await self.write(R.ok(cmd.tag, "Begin TLS negotiation now"))
+        await self.writer.drain()
+        # Anything sent before the handshake was sent in the clear: never obey it.
+        self.parser.take_buffered()
+        self.events.clear()
+        try:
+            await self.writer.start_tls(self.server.tls_context)
+        except (ssl.SSLError, ConnectionError, OSError) as e:
+            self.log.info("TLS handshake failed", error=str(e))
+            raise Closed from None
+        self.secure = True
+        self.resume()
+
+    async def authenticate(self, cmd: Authenticate) -> None:
+        try:
+            if cmd.mechanism != "PLAIN":
+                await self.write(R.no(cmd.tag, "Unsupported mechanism"))
+                return
+            blob = cmd.initial_response
+            if blob is None:
+                await self.write(R.continuation(""))
+                line = await self.next_line()
+                if line.strip() == b"*":
+                    await self.write(R.bad(cmd.tag, "AUTHENTICATE cancelled"))
+                    return
+                blob = line.decode("ascii", "replace").strip()
+            async for out in self.session.authenticate_plain(cmd.tag, blob):
+                await self.write(out)
+        finally:
+            self.resume()
+
+    async def idle(self, cmd: Idle) -> None:
+        problem = self.session.idle_problem(cmd)
+        if problem is not None:
+            await self.write(problem)
+            self.resume()
+            return
+        await self.write(R.continuation("idling"))
+        changed = asyncio.Event()
+        stop_watching = self.session.watch(changed.set)
+        self.events.extend(self.parser.expect_line())
+        try:
+            for out in await self.session.updates():
+                await self.write(out)
+            read: asyncio.Future | None = None
+            while not self.events:
+                if read is None:
+                    read = asyncio.ensure_future(self._read())
+                wake = asyncio.ensure_future(changed.wait())
+                done, _ = await asyncio.wait({read, wake}, return_when=asyncio.FIRST_COMPLETED)
+                if read in done:
+                    wake.cancel()
+                    self.events.extend(self.parser.feed(read.result()))
+                    read = None
+                else:
+                    changed.clear()
+                    for out in await self.session.updates():
+                        await self.write(out)
+                    await self.writer.drain()
+            ev = self.events.pop(0)
+        finally:
+            stop_watching()
+        self.resume()
+        if not (isinstance(ev, Line) and ev.data.strip().upper() == b"DONE"):
+            await self.write(R.bad(cmd.tag, "Expected DONE"))
+            return
+        await self.write(R.ok(cmd.tag, "IDLE terminated"))
+
+
+class IMAPServer:
+    def __init__(self, cfg: Config, context: ssl.SSLContext) -> None:
+        self.cfg = cfg
+        self.tls_context = context
+        self.auth = ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30)
+        self.watchers = Watchers()
+        self.servers: list[asyncio.Server] = []
+        self.connections: set[asyncio.Task] = set()
+
+    async def start(self, plain: list, implicit: list) -> None:
+        for sock in plain + implicit:
+            sock.setblocking(False)
+            secure = sock in implicit
+            self.servers.append(await asyncio.start_server(
+                lambda r, w, s=secure: self._serve(r, w, s), sock=sock,
+                ssl=self.tls_context if secure else None, limit=1 << 20))
+
+    async def _serve(self, reader, writer, secure: bool) -> None:
+        task = asyncio.current_task()
+        self.connections.add(task)
+        try:
+            await Connection(self, reader, writer, secure).run()
+        except Exception:
+            log.get().exception("imap connection failed")
+        finally:
+            self.connections.discard(task)
+
+    async def stop(self) -> None:
+        for s in self.servers:
+            s.close()
+        # Sessions are told BYE by closing; clients reconnect to the new process.
+        if self.connections:
+            _, pending = await asyncio.wait(self.connections, timeout=STOP_GRACE)
+            for t in pending:
+                t.cancel()
+        self.watchers.close()
+
+
+async def main(ctx: ChildContext) -> None:
+    assert ctx.tls_pem is not None, "the parent hands the imap process its certificate"
+    server = IMAPServer(ctx.cfg, tls.context_from_pem(ctx.tls_pem))
+    await server.start(ctx.sockets.get("imap", []), ctx.sockets.get("imaps", []))
+    log.get().info("ready")
+    await ctx.stopping.wait()
+    await server.stop()
+    log.get().info("stopped")
+
+
+if __name__ == "__main__":
+    child.run("mdad", "imap", main)

@@ -1,0 +1,322 @@
+"""The rules of one IMAP session over the store: states, login, selecting, updates.
+
+Commands on mailboxes live in mailboxes.py, commands on messages in
+messages.py; each is an async generator of response lines. The store
+blocks (files, SQLite), so it is always called through `run()`, in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from common import ipc, log, sasl
+from common.config import Config
+from mda.imap import commands as C
+from mda.imap import response as R
+from mda.imap.events import NeedContinuation
+from mda.imap.watch import Watchers
+from mda.store import errors as E
+from mda.store.folder import Folder
+from mda.store.maildir import maildir_path
+from mda.store.mailstore import MailStore
+
+if TYPE_CHECKING:
+    from mda.imap.server import Connection
+
+BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
+AUTH_CAPS = ["UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED",
+             "LIST-STATUS", "ESEARCH", "CONDSTORE"]
+FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+# Before login, a literal may carry a user name or password, never a message.
+MAX_LITERAL_BEFORE_LOGIN = 1024
+
+
+class Shared:
+    """One MailStore per user in this process, shared by that user's sessions."""
+
+    def __init__(self) -> None:
+        self.stores: dict[str, tuple[MailStore, int]] = {}
+
+    def acquire(self, user: str, open_store: Callable[[], MailStore]) -> MailStore:
+        store, n = self.stores.get(user) or (None, 0)
+        if store is None:
+            store = open_store()
+        self.stores[user] = (store, n + 1)
+        return store
+
+    def release(self, user: str) -> MailStore | None:
+        """The store to close when its last session went, else None."""
+        store, n = self.stores[user]
+        if n > 1:
+            self.stores[user] = (store, n - 1)
+            return None
+        del self.stores[user]
+        return store
+
+
+SHARED = Shared()
+
+
+class Session:
+    def __init__(self, cfg: Config, auth: ipc.Client, watchers: Watchers,
+                 conn: Connection) -> None:
+        self.cfg = cfg
+        self.auth = auth
+        self.watchers = watchers
+        self.conn = conn
+        self.user: str | None = None
+        self.store: MailStore | None = None
+        self.folder: Folder | None = None
+        self.readonly = False
+        self.condstore = False
+        self.log = log.get().bind(client=conn.peer)
+        self._tables()
+
+    def _tables(self) -> None:
+        from mda.imap import mailboxes, messages
+
+        def bound(table: dict) -> dict:
+            return {k: functools.partial(f, self) for k, f in table.items()}
+        self.any_state = {C.Capability: self.capability, C.Noop: self.noop, C.Id: self.id_}
+        self.before_login = {C.Login: self.login}
+        self.authenticated = {C.Select: self.select, C.Enable: self.enable,
+                              C.Namespace: self.namespace, **bound(mailboxes.HANDLERS)}
+        self.selected = {C.Close: self.close_cmd, C.Unselect: self.unselect,
+                         C.Check: self.noop, **bound(messages.HANDLERS)}
+
+    # -- plumbing ------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def capabilities(self) -> list[str]:
+        caps = list(BASE_CAPS)
+        if self.user:
+            return caps + AUTH_CAPS
+        if not self.conn.secure:
+            caps.append("STARTTLS")
+        if self.conn.plaintext_ok:
+            caps.append("AUTH=PLAIN")
+        else:
+            caps.append("LOGINDISABLED")
+        return caps
+
+    def literal_problem(self, ev: NeedContinuation) -> bytes | None:
+        if not self.user and ev.size > MAX_LITERAL_BEFORE_LOGIN:
+            return R.no(ev.tag, "Log in first")
+        if ev.command == "APPEND" and ev.size > self.cfg.mta.max_message_size:
+            return R.no(ev.tag, "Message too large", R.code("TOOBIG"))
+        return None
+
+    def idle_problem(self, cmd: C.Idle) -> bytes | None:
+        if not self.user:
+            return R.bad(cmd.tag, "Log in first")
+        return None
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        if self.folder is None:
+            return lambda: None
+        # watch_paths: new/, cur/, the uidlist; their parent is the folder.
+        return self.watchers.subscribe(Path(self.folder.watch_paths()[0]).parent, callback)
+
+    async def updates(self, allow_expunge: bool = True) -> list[bytes]:
+        """Untagged news of the selected folder since the last command."""
+        folder = self.folder
+        if folder is None:
+            return []
+        changes = await self.run(folder.refresh, allow_expunge=allow_expunge)
+        if not changes:
+            return []
+        out = [R.data(str(seq).encode(), b"EXPUNGE") for seq in changes.expunged_seqs]
+        if changes.gone or changes.uidvalidity_changed:
+            self.folder = None
+            return [*out, R.bye("The selected mailbox was deleted or replaced")]
+        if changes.added:
+            out.append(R.data(str(len(folder)).encode(), b"EXISTS"))
+            out.append(R.data(str(folder.recent_count).encode(), b"RECENT"))
+        for uid in changes.flags:
+            seq = folder.seq_of(uid)
+            if seq is None:
+                continue
+            out.append(self.flags_response(seq, uid))
+        return out
+
+    def flags_response(self, seq: int, uid: int, with_uid: bool = True) -> bytes:
+        assert self.folder is not None
+        items: list[tuple[str, bytes]] = [("FLAGS", self.flag_list(uid))]
+        if with_uid:
+            items.append(("UID", str(uid).encode()))
+        if self.condstore:
+            items.append(("MODSEQ", f"({self.folder.modseq(uid)})".encode()))
+        return R.fetch(seq, items)
+
+    def flag_list(self, uid: int) -> bytes:
+        assert self.folder is not None
+        flags = sorted(self.folder.flags(uid))
+        if self.folder.is_recent(uid):
+            flags.append("\\Recent")
+        return R.flag_list(flags)
+
+    async def close(self) -> None:
+        if self.folder is not None:
+            folder, self.folder = self.folder, None
+            await self.run(folder.close)
+        if self.user and self.store is not None:
+            store = SHARED.release(self.user)
+            if store is not None:
+                await self.run(store.close)
+        self.store = None
+
+    # -- dispatch ------------------------------------------------------------
+
+    async def execute(self, cmd: C.Command) -> AsyncIterator[bytes]:
+        kind = type(cmd)
+        if kind in self.any_state:
+            handler = self.any_state[kind]
+        elif kind in self.before_login:
+            if self.user:
+                yield R.bad(cmd.tag, "Already logged in")
+                return
+            handler = self.before_login[kind]
+        elif kind in self.authenticated or kind in self.selected:
+            if not self.user:
+                yield R.bad(cmd.tag, "Log in first")
+                return
+            if kind in self.selected and self.folder is None:
+                yield R.bad(cmd.tag, "Select a mailbox first")
+                return
+            handler = self.authenticated.get(kind) or self.selected[kind]
+        else:
+            yield R.bad(cmd.tag, f"{cmd.name} is not available here")
+            return
+        try:
+            async for out in handler(cmd):
+                yield out
+        except E.InvalidName as e:
+            yield R.no(cmd.tag, str(e) or "Invalid mailbox name", R.code("CANNOT"))
+        except E.NoSuchFolder:
+            yield R.no(cmd.tag, "No such mailbox", R.code("NONEXISTENT"))
+        except E.LockTimeout:
+            yield R.no(cmd.tag, "Mailbox is busy, try again", R.code("INUSE"))
+
+    # -- commands of any state -------------------------------------------------
+
+    async def capability(self, cmd: C.Command) -> AsyncIterator[bytes]:
+        yield R.data(b"CAPABILITY", *(c.encode() for c in self.capabilities()))
+        yield R.ok(cmd.tag, "CAPABILITY completed")
+
+    async def noop(self, cmd: C.Command) -> AsyncIterator[bytes]:
+        for out in await self.updates():
+            yield out
+        yield R.ok(cmd.tag, f"{cmd.name} completed")
+
+    async def id_(self, cmd: C.Id) -> AsyncIterator[bytes]:
+        yield R.data(b"ID", R.plist([R.string("name"), R.string("mailpair")]))
+        yield R.ok(cmd.tag, "ID completed")
+
+    # -- logging in ------------------------------------------------------------
+
+    async def login(self, cmd: C.Login) -> AsyncIterator[bytes]:
+        if not self.conn.plaintext_ok:
+            yield R.no(cmd.tag, "Use STARTTLS first", R.code("PRIVACYREQUIRED"))
+            return
+        yield await self._check(cmd.tag, cmd.username, cmd.password)
+
+    async def authenticate_plain(self, tag: str, blob: str) -> AsyncIterator[bytes]:
+        if self.user:
+            yield R.bad(tag, "Already logged in")
+            return
+        if not self.conn.plaintext_ok:
+            yield R.no(tag, "Use STARTTLS first", R.code("PRIVACYREQUIRED"))
+            return
+        try:
+            authzid, user, password = sasl.parse_plain(sasl.decode(blob))
+        except sasl.SASLError as e:
+            yield R.bad(tag, str(e))
+            return
+        if authzid and authzid.lower() != user.lower():
+            yield R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
+            return
+        yield await self._check(tag, user, password)
+
+    async def _check(self, tag: str, user: str, password: str) -> bytes:
+        try:
+            reply = await self.auth.call("auth", idempotent=True, user=user,
+                                         password=password, service="imap")
+        except ipc.IPCError as e:
+            self.log.error("authentication lookup failed", error=str(e))
+            return R.no(tag, "Temporary authentication failure", R.code("UNAVAILABLE"))
+        if not reply["valid"]:
+            self.log.info("login failed", user=user)
+            return R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
+        account = reply["user"]
+        root = maildir_path(self.cfg.paths.mail, account)
+        folders = self.cfg.mda.folders
+        self.store = await self.run(SHARED.acquire, account,
+                                    lambda: MailStore(root, default_folders=folders))
+        self.user = account
+        self.log = self.log.bind(user=account)
+        self.log.info("logged in")
+        return R.ok(tag, "Logged in", R.code("CAPABILITY", *self.capabilities()))
+
+    # -- authenticated state ------------------------------------------------------
+
+    async def enable(self, cmd: C.Enable) -> AsyncIterator[bytes]:
+        enabled = [c for c in cmd.capabilities if c.upper() == "CONDSTORE"]
+        if enabled:
+            self.condstore = True
+        yield R.data(b"ENABLED", *(c.upper().encode() for c in enabled))
+        yield R.ok(cmd.tag, "ENABLE completed")
+
+    async def namespace(self, cmd: C.Namespace) -> AsyncIterator[bytes]:
+        yield R.data(b"NAMESPACE", b'(("" "/"))', b"NIL", b"NIL")
+        yield R.ok(cmd.tag, "NAMESPACE completed")
+
+    async def select(self, cmd: C.Select) -> AsyncIterator[bytes]:
+        if self.folder is not None:
+            old, self.folder = self.folder, None
+            await self.run(old.close)
+            yield R.ok(None, "Previous mailbox closed", R.code("CLOSED"))
+        assert self.store is not None
+        if cmd.condstore:
+            self.condstore = True
+        folder = await self.run(self.store.open_folder, cmd.mailbox, readonly=cmd.readonly)
+        self.folder, self.readonly = folder, cmd.readonly
+        keywords = await self.run(lambda: folder.keywords)
+        flags = [*FLAGS, *keywords]
+        yield R.data(b"FLAGS", R.flag_list(flags))
+        yield R.data(str(len(folder)).encode(), b"EXISTS")
+        yield R.data(str(folder.recent_count).encode(), b"RECENT")
+        unseen = await self.run(folder.unseen_uids)
+        if unseen:
+            seq = folder.seq_of(unseen[0])
+            yield R.ok(None, "First unseen", R.code("UNSEEN", seq))
+        yield R.ok(None, "UIDs valid", R.code("UIDVALIDITY", folder.uidvalidity))
+        yield R.ok(None, "Predicted next UID", R.code("UIDNEXT", folder.uidnext))
+        permanent = [] if cmd.readonly else [*flags, "\\*"]
+        yield R.ok(None, "Flags permitted",
+                   R.code("PERMANENTFLAGS", R.flag_list(permanent).decode()))
+        yield R.ok(None, "Highest", R.code("HIGHESTMODSEQ", folder.highestmodseq))
+        mode = "READ-ONLY" if cmd.readonly else "READ-WRITE"
+        yield R.ok(cmd.tag, f"{cmd.name} completed", R.code(mode))
+
+    # -- selected state ------------------------------------------------------------
+
+    async def close_cmd(self, cmd: C.Close) -> AsyncIterator[bytes]:
+        folder, self.folder = self.folder, None
+        assert folder is not None
+        if not self.readonly:
+            # CLOSE expunges silently (RFC 3501 6.4.2).
+            await self.run(folder.expunge)
+        await self.run(folder.close)
+        yield R.ok(cmd.tag, "CLOSE completed")
+
+    async def unselect(self, cmd: C.Unselect) -> AsyncIterator[bytes]:
+        folder, self.folder = self.folder, None
+        assert folder is not None
+        await self.run(folder.close)
+        yield R.ok(cmd.tag, "UNSELECT completed")
