@@ -255,6 +255,26 @@ class Folder:
         with self._lock:
             return [u for u in self._uids if SEEN_LETTER not in self._msgs[u][0]]
 
+    def expunged_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged from the folder after modseq (QRESYNC's VANISHED (EARLIER)).
+
+        None when the records of that time were pruned (or the index was
+        rebuilt since): the caller then reports whatever it cannot account for.
+        """
+        with self._lock:
+            row = self._ix.folder(self._fs.dirname)
+            if row is None or row.id != self._fid or modseq < row.tomb_floor:
+                return None
+            return self._ix.expunged_since(self._fid, modseq)
+
+    def base_name(self, uid: int) -> str:
+        """The message's Maildir base name (unique and stable; a POP3 UIDL may use it)."""
+        with self._lock:
+            row = self._ix.row(self._fid, uid)
+            if row is None:
+                raise MessageGone(f"message {uid} was expunged")
+            return row.base
+
     def is_expunged(self, uid: int) -> bool:
         """Expunged by another session but still shown (see refresh)."""
         return uid in self._pending

@@ -35,6 +35,7 @@ from mda.store.errors import (
 )
 from mda.store.files import read_or_none, replace_file
 from mda.store.flags import canonical, decode, letters_of, suffix_for
+from mda.store.folder import Folder
 from mda.store.index import Index, Row
 from mda.store.lock import DotLock
 from mda.store.results import AppendResult, CopyResult, FolderInfo, FolderStatus
@@ -298,10 +299,8 @@ class MailStore:
             return FolderStatus(messages, recent, row.nextuid, row.uidvalidity, unseen,
                                 row.highestmodseq)
 
-    def open_folder(self, name: str, *, readonly: bool = False):
+    def open_folder(self, name: str, *, readonly: bool = False) -> Folder:
         """A session's view of a folder (IMAP SELECT, or EXAMINE with readonly)."""
-        from mda.store.folder import Folder  # folder.py builds on this module
-
         with self.lock:
             canonical_name = names.normalize(name)
             return Folder(self, canonical_name, self._sync_for(self._dir_of(canonical_name)),
@@ -359,6 +358,7 @@ class MailStore:
             wanted = sorted(set(uids))
             with self.index.write(), source.own_change(), dest.own_change():
                 rows = self.index.rows_for(src_row.id, wanted)
+                vsizes = self.index.column(src_row.id, "vsize", wanted)
                 missing = [u for u in wanted if u not in rows]
                 placed: list[tuple[int, str, str]] = []  # (source uid, base, suffix)
                 failed: list[int] = []
@@ -366,7 +366,7 @@ class MailStore:
                     r = rows.get(uid)
                     if r is None:
                         continue
-                    result = self._place(source, r, dest, move=move)
+                    result = self._place(source, r, dest, vsizes.get(uid), move=move)
                     if result is None:
                         failed.append(uid)
                     else:
@@ -377,7 +377,8 @@ class MailStore:
                     again = self.index.rows_for(src_row.id, failed)
                     for uid in failed:
                         r = again.get(uid)
-                        result = None if r is None else self._place(source, r, dest, move=move)
+                        result = None if r is None else self._place(
+                            source, r, dest, vsizes.get(uid), move=move)
                         if result is None:
                             missing.append(uid)
                         else:
@@ -385,7 +386,6 @@ class MailStore:
                     placed.sort()
                 if placed:
                     fsync_dir(dest.path / "cur")
-                    vsizes = self.index.column(src_row.id, "vsize", [u for u, _, _ in placed])
                     assigned = dest.assign(
                         dest_row.id, [(b, False, s) for _, b, s in placed],
                         {b: vsizes[u] for u, b, _ in placed if vsizes.get(u)},  # type: ignore[misc]
@@ -398,7 +398,7 @@ class MailStore:
                     pairs = []
             return CopyResult(dest_row.uidvalidity, pairs, sorted(missing))
 
-    def _place(self, source: FolderSync, r: Row, dest: FolderSync, *,
+    def _place(self, source: FolderSync, r: Row, dest: FolderSync, vsize: int | None, *,
                move: bool) -> tuple[str, str] | None:
         """Put one message file into dest/cur under a new base name; None if it is gone."""
         src_path = source.file_of(r)
@@ -411,7 +411,7 @@ class MailStore:
             create=True, drop_overflow=True,
         )
         suffix = suffix_for(letters)
-        size = content.size_from_base(r.base)
+        size = vsize if vsize is not None else content.size_from_base(r.base)
         extra = f",W={size}" if size is not None else ""
         for _ in range(5):
             base = maildir.unique_name(st.st_size) + extra

@@ -349,3 +349,29 @@ def test_maildir_copied_wholesale_keeps_working(root: Path, tmp_path: Path) -> N
     with MailStore(copy) as store:
         folder = store.open_folder("INBOX")
         assert folder.uids == [1, 2] and folder.flags(2) == {flags.SEEN}
+
+
+def test_expunged_since_and_base_names(root: Path) -> None:
+    names = deliver(root, 3)
+    with MailStore(root) as store:
+        folder = store.open_folder("INBOX")
+        assert [folder.base_name(u) for u in folder.uids] == names
+        mark = folder.highestmodseq
+        folder.expunge([2], require_deleted=False)
+        assert folder.expunged_since(mark) == [2]
+        assert folder.expunged_since(folder.highestmodseq) == []
+        assert folder.expunged_since(0) is None  # older than what the index remembers
+        with pytest.raises(MessageGone):
+            folder.base_name(2)
+
+
+def test_copies_carry_the_known_size_in_their_name(root: Path) -> None:
+    deliver(root, 2)
+    with MailStore(root) as store:
+        folder = store.open_folder("INBOX")
+        assert folder.size(1) == 22  # read once, now known
+        folder.copy([1, 2], "Archive")
+        names = sorted(os.listdir(root / ".Archive" / "cur"))
+        assert sum(",W=22:2," in n for n in names) == 1
+        assert sum(",W=" not in n for n in names) == 1
+        assert store.open_folder("Archive").sizes() == {1: 22, 2: 22}
