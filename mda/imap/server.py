@@ -52,6 +52,8 @@ class Connection:
         self.events: list[Event] = []
         self.session = Session(self.cfg, server.auth, server.watchers, self)
         self.bad = 0
+        # Between commands (or in IDLE) a stop may end the session at once.
+        self.busy = False
         self.log = log.get().bind(client=self.peer)
 
     # -- what the session asks of the wire ------------------------------------
@@ -113,10 +115,15 @@ class Connection:
         try:
             while True:
                 ev = await self.next_event()
+                self.busy = True
                 if isinstance(ev, Command):
                     await self.command(ev)
                 else:
                     await self.refuse(ev)
+                self.busy = False
+                if self.server.stopping:
+                    await self.write(R.bye("Server shutting down, reconnect"))
+                    raise Closed
         except Closed:
             pass
         except asyncio.CancelledError:
@@ -195,6 +202,9 @@ class Connection:
 
     async def authenticate(self, cmd: Authenticate) -> None:
         try:
+            if self.session.user:
+                await self.write(R.bad(cmd.tag, "Already logged in"))
+                return
             if cmd.mechanism != "PLAIN":
                 await self.write(R.no(cmd.tag, "Unsupported mechanism"))
                 return
@@ -256,7 +266,8 @@ class IMAPServer:
         self.auth = ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30)
         self.watchers = Watchers()
         self.servers: list[asyncio.Server] = []
-        self.connections: set[asyncio.Task] = set()
+        self.connections: dict[asyncio.Task, Connection] = {}
+        self.stopping = False
 
     async def start(self, plain: list, implicit: list) -> None:
         for sock in plain + implicit:
@@ -268,22 +279,37 @@ class IMAPServer:
 
     async def _serve(self, reader, writer, secure: bool) -> None:
         task = asyncio.current_task()
-        self.connections.add(task)
+        assert task is not None
+        conn = Connection(self, reader, writer, secure)
+        self.connections[task] = conn
         try:
-            await Connection(self, reader, writer, secure).run()
+            await conn.run()
         except Exception:
             log.get().exception("imap connection failed")
         finally:
-            self.connections.discard(task)
+            self.connections.pop(task, None)
 
-    async def stop(self) -> None:
+    async def stop(self, retiring: bool) -> None:
+        """Retiring after a reload: sessions go on here until their clients end them
+        (a new process takes new ones). Stopping: idle sessions are told BYE now,
+        a command in progress finishes first (within the grace)."""
         for s in self.servers:
             s.close()
-        # Sessions are told BYE by closing; clients reconnect to the new process.
+        if retiring:
+            while self.connections:
+                await asyncio.wait(list(self.connections))
+            self.watchers.close()
+            return
+        self.stopping = True
+        for task, conn in list(self.connections.items()):
+            if not conn.busy:
+                task.cancel()  # its handler says BYE
         if self.connections:
-            _, pending = await asyncio.wait(self.connections, timeout=STOP_GRACE)
+            _, pending = await asyncio.wait(list(self.connections), timeout=STOP_GRACE)
             for t in pending:
                 t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
         self.watchers.close()
 
 
@@ -293,7 +319,7 @@ async def main(ctx: ChildContext) -> None:
     await server.start(ctx.sockets.get("imap", []), ctx.sockets.get("imaps", []))
     log.get().info("ready")
     await ctx.stopping.wait()
-    await server.stop()
+    await server.stop(retiring=ctx.retiring)
     log.get().info("stopped")
 
 
