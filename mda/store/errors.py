@@ -44,6 +44,11 @@ class ReadOnly(StoreError):
     """A change through a folder opened read-only (IMAP EXAMINE)."""
 
 
+class UidValidityChanged(StoreError):
+    """The folder was replaced under an open view (its UIDs mean other messages now):
+    the view must be dropped (IMAP: BYE, or close the mailbox)."""
+
+
 class MessageGone(StoreError):
     """The message was expunged (by this or another session) before it could be read."""
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from mda.store import content, keywords
-from mda.store.errors import MessageGone, NoSuchFolder, ReadOnly
+from mda.store.errors import MessageGone, NoSuchFolder, ReadOnly, UidValidityChanged
 from mda.store.flags import (
     DELETED_LETTER,
     INFO_PREFIX,
@@ -75,6 +75,7 @@ class Folder:
             rows = self._ix.rows(row.id)
         self._fid, self.uidvalidity = row.id, row.uidvalidity
         self._modseq, self._uidnext, self._epoch = row.highestmodseq, row.nextuid, self._ix.epoch
+        self._fid_epoch = self._epoch
         self._uids = [r.uid for r in rows]
         self._msgs = {r.uid: (self._intern(letters_of(r.suffix)), r.modseq) for r in rows}
         self._claim_recent([r for r in rows if r.in_new])
@@ -126,6 +127,7 @@ class Folder:
                     rows = self._ix.changed_since(row.id, self._modseq)
                     gone = self._ix.expunged_since(row.id, self._modseq)
             self._fid, self._epoch = row.id, self._ix.epoch
+            self._fid_epoch = self._epoch
             self._modseq, self._uidnext = row.highestmodseq, row.nextuid
             changes = Changes()
             gone_here = [u for u in gone if u in self._msgs and u not in self._pending]
@@ -147,6 +149,24 @@ class Folder:
                 self._msgs[r.uid] = state
             self._claim_recent([r for r in fresh if r.in_new])
             return changes
+
+    def _folder_id(self, *, sync: bool = False) -> int:
+        """The folder's id in the index, following a rebuilt index (same UIDs, new ids).
+
+        sync: look at the disk first (before changes). UidValidityChanged if
+        the view's UIDs no longer mean what they meant.
+        """
+        if not sync:
+            self._ix.reopen_if_replaced()
+            if self._ix.epoch == self._fid_epoch:
+                return self._fid
+        row = self._fs.sync()
+        if row.uidvalidity != self.uidvalidity:
+            raise UidValidityChanged(f"{self.name} was replaced: its UIDs changed")
+        # Modseqs are not comparable across indexes: refresh() compares all
+        # (self._epoch stays as it was until then).
+        self._fid, self._fid_epoch = row.id, self._ix.epoch
+        return row.id
 
     def _advance(self, modseq: int) -> None:
         """After our own change: if it took the very next modseq, nobody else changed
@@ -262,15 +282,17 @@ class Folder:
         rebuilt since): the caller then reports whatever it cannot account for.
         """
         with self._lock:
+            fid = self._folder_id()
             row = self._ix.folder(self._fs.dirname)
-            if row is None or row.id != self._fid or modseq < row.tomb_floor:
+            if row is None or row.id != fid or modseq < row.tomb_floor or \
+                    self._epoch != self._ix.epoch:
                 return None
-            return self._ix.expunged_since(self._fid, modseq)
+            return self._ix.expunged_since(fid, modseq)
 
     def base_name(self, uid: int) -> str:
         """The message's Maildir base name (unique and stable; a POP3 UIDL may use it)."""
         with self._lock:
-            row = self._ix.row(self._fid, uid)
+            row = self._ix.row(self._folder_id(), uid)
             if row is None:
                 raise MessageGone(f"message {uid} was expunged")
             return row.base
@@ -298,7 +320,13 @@ class Folder:
             raise ReadOnly(f"{self.name} is open read-only")
         wanted = [canonical(f) for f in flag_names]
         targets = sorted(set(uids))
-        with self._lock, self._ix.write(), self._fs.own_change():
+        with self._lock:
+            fid = self._folder_id(sync=True)
+            return self._store(fid, targets, wanted, mode, unchangedsince)
+
+    def _store(self, fid: int, targets: list[int], wanted: list[str], mode: str,
+               unchangedsince: int | None) -> StoreResult:
+        with self._ix.write(), self._fs.own_change():
             kw = self._fs.keywords
             kw.refresh()
             if mode == "remove":
@@ -306,7 +334,7 @@ class Folder:
             else:
                 change = keywords.letters_for(wanted, kw, create=True)
             managed = keywords.managed_letters(kw)
-            rows = self._ix.rows_for(self._fid, targets)
+            rows = self._ix.rows_for(fid, targets)
             renamed: list[Row] = []
             modified: list[int] = []
             missing: list[int] = []
@@ -344,11 +372,11 @@ class Folder:
                 # Renamed or removed by someone else since the index saw it.
                 self._fs.sync(full=True)
                 targets, retry = retry, []
-                rows = self._ix.rows_for(self._fid, targets)
+                rows = self._ix.rows_for(fid, targets)
             # A move out of new/ alone changes no flag and keeps its modseq.
             flagged = {r.uid for r in renamed if letters_of(r.suffix) != before[r.uid]}
-            modseq = self._ix.bump_modseq(self._fid) if flagged else self._modseq
-            self._ix.relocate(self._fid, [
+            modseq = self._ix.bump_modseq(fid) if flagged else self._modseq
+            self._ix.relocate(fid, [
                 Row(r.uid, r.base, False, r.suffix, modseq if r.uid in flagged else r.modseq)
                 for r in renamed
             ])
@@ -375,11 +403,17 @@ class Folder:
         """
         if self.readonly:
             raise ReadOnly(f"{self.name} is open read-only")
-        with self._lock, self._ix.write(), self._fs.own_change():
+        with self._lock:
+            fid = self._folder_id(sync=True)
+            return self._expunge(fid, uids, require_deleted)
+
+    def _expunge(self, fid: int, uids: Iterable[int] | None,
+                 require_deleted: bool) -> ExpungeResult:
+        with self._ix.write(), self._fs.own_change():
             candidates = sorted(set(self._uids if uids is None else uids) & set(self._msgs))
             removed: list[int] = []
             for attempt in (1, 2):
-                rows = self._ix.rows_for(self._fid, candidates)
+                rows = self._ix.rows_for(fid, candidates)
                 retry = []
                 for uid in candidates:
                     r = rows.get(uid)
@@ -401,7 +435,7 @@ class Folder:
                     break
                 self._fs.sync(full=True)
                 candidates = retry
-            modseq = self._fs.drop(self._fid, removed) if removed else self._modseq
+            modseq = self._fs.drop(fid, removed) if removed else self._modseq
             self._advance(modseq)
             gone, seqs = self._remove(set(removed))
             self._pending -= set(removed)
@@ -410,6 +444,7 @@ class Folder:
     def copy(self, uids: Iterable[int], dest: str) -> CopyResult:
         """Copy messages into folder dest (IMAP COPY); new UIDs in .pairs for COPYUID."""
         with self._lock:
+            self._folder_id(sync=True)
             return self.mailstore.transfer(self._fs, sorted(set(uids)), dest, move=False)
 
     def move(self, uids: Iterable[int], dest: str) -> CopyResult:
@@ -417,6 +452,7 @@ class Folder:
         if self.readonly:
             raise ReadOnly(f"{self.name} is open read-only")
         with self._lock:
+            self._folder_id(sync=True)
             result = self.mailstore.transfer(self._fs, sorted(set(uids)), dest, move=True)
             gone, seqs = self._remove({s for s, _ in result.pairs} | set(result.missing))
             self._pending -= set(gone)
@@ -429,7 +465,7 @@ class Folder:
         with self._lock:
             if uid in self._pending:
                 raise MessageGone(f"message {uid} was expunged")
-            return self._fs.open_message(self._fid, uid)
+            return self._fs.open_message(self._folder_id(), uid)
 
     def read(self, uid: int) -> bytes:
         """The message as stored (LF line ends)."""
@@ -444,7 +480,8 @@ class Folder:
         """uid -> CRLF size (RFC822.SIZE, POP3 LIST); read from a file only the first time."""
         with self._lock:
             targets = list(self._uids if uids is None else uids)
-            known = self._ix.column(self._fid, "vsize", targets)
+            fid = self._folder_id()
+            known = self._ix.column(fid, "vsize", targets)
             found: dict[int, int] = {}
             computed: dict[int, int] = {}
             for uid in targets:
@@ -457,7 +494,7 @@ class Folder:
                 if size is not None:
                     found[uid] = size
             if computed:
-                self._ix.set_column(self._fid, "vsize", computed)
+                self._ix.set_column(fid, "vsize", computed)
             return found
 
     def size(self, uid: int) -> int:
@@ -470,7 +507,8 @@ class Folder:
         """uid -> internal date, seconds since the epoch (the file's mtime, as Dovecot)."""
         with self._lock:
             targets = list(self._uids if uids is None else uids)
-            known = self._ix.column(self._fid, "idate", targets)
+            fid = self._folder_id()
+            known = self._ix.column(fid, "idate", targets)
             found: dict[int, int] = {}
             computed: dict[int, int] = {}
             for uid in targets:
@@ -483,7 +521,7 @@ class Folder:
                 if date is not None:
                     found[uid] = date
             if computed:
-                self._ix.set_column(self._fid, "idate", computed)
+                self._ix.set_column(fid, "idate", computed)
             return found
 
     def internal_date(self, uid: int) -> int:
@@ -497,12 +535,12 @@ class Folder:
     def get_parsed(self, uid: int, key: str) -> object | None:
         """A value put_parsed stored for this message and key, or None."""
         with self._lock:
-            return self._ix.get_parsed(self._fid, key, [uid]).get(uid)
+            return self._ix.get_parsed(self._folder_id(), key, [uid]).get(uid)
 
     def get_parsed_many(self, key: str, uids: Sequence[int] | None = None) -> dict[int, object]:
         """uid -> value for the messages that have one (all of the folder's without uids)."""
         with self._lock:
-            return self._ix.get_parsed(self._fid, key, uids)
+            return self._ix.get_parsed(self._folder_id(), key, uids)
 
     def put_parsed(self, uid: int, key: str, value: bytes | str | int | float) -> None:
         """Cache a value (bytes, str, int or float, e.g. JSON text of an ENVELOPE).
@@ -514,7 +552,7 @@ class Folder:
 
     def put_parsed_many(self, key: str, values: dict[int, bytes | str | int | float]) -> None:
         with self._lock:
-            self._ix.put_parsed(self._fid, key, values)  # type: ignore[arg-type]
+            self._ix.put_parsed(self._folder_id(), key, values)  # type: ignore[arg-type]
 
     # -- the rest --------------------------------------------------------
 

@@ -96,6 +96,8 @@ class UidList:
         return uid
 
     def remove(self, uids: set[int]) -> None:
+        # The last record may go: remember how far UIDs went first.
+        self.nextuid = self.next_uid
         self.records = {u: r for u, r in self.records.items() if u not in uids}
         self._by_base = None
 
