@@ -72,13 +72,21 @@ class Folder:
             row = self._ix.folder(self._fs.dirname)
             if row is None:
                 raise NoSuchFolder(f"{self.name} is gone")
-            rows = self._ix.rows(row.id)
+            rows = self._ix.view_rows(row.id)
+            in_new = self._ix.rows_in_new(row.id)
         self._fid, self.uidvalidity = row.id, row.uidvalidity
         self._modseq, self._uidnext, self._epoch = row.highestmodseq, row.nextuid, self._ix.epoch
         self._fid_epoch = self._epoch
-        self._uids = [r.uid for r in rows]
-        self._msgs = {r.uid: (self._intern(letters_of(r.suffix)), r.modseq) for r in rows}
-        self._claim_recent([r for r in rows if r.in_new])
+        by_suffix: dict[str, str] = {}
+        self._uids = [uid for uid, _, _, _ in rows]
+        msgs = {}
+        for uid, suffix, modseq, _ in rows:
+            letters = by_suffix.get(suffix)
+            if letters is None:
+                letters = by_suffix[suffix] = self._intern(letters_of(suffix))
+            msgs[uid] = (letters, modseq)
+        self._msgs = msgs
+        self._claim_recent(in_new)
 
     def _claim_recent(self, rows: list[Row]) -> None:
         """Move messages nobody has seen from new/ to cur/; they are \\Recent in this view."""
@@ -241,7 +249,7 @@ class Folder:
 
     def _decode(self, letters: str) -> frozenset[str]:
         kw = self._fs.keywords
-        key = (letters, id(kw.by_letter))
+        key = (letters, kw.version)
         found = self._decoded.get(key)
         if found is None:
             if len(self._decoded) > 4096:
@@ -339,7 +347,9 @@ class Folder:
             modified: list[int] = []
             missing: list[int] = []
             retry: list[int] = []
-            before: dict[int, str] = {}
+            flagged: set[int] = set()
+            # Plain strings: pathlib would cost more than the renames themselves.
+            cur, new_dir = str(self._fs.path / "cur") + "/", str(self._fs.path / "new") + "/"
             for attempt in (1, 2):
                 for uid in targets:
                     r = rows.get(uid)
@@ -360,12 +370,14 @@ class Folder:
                         continue
                     suffix = suffix_for(new)
                     try:
-                        os.rename(self._fs.file_of(r), self._fs.path / "cur" / (r.base + suffix))
+                        os.rename((new_dir if r.in_new else cur) + r.base + r.suffix,
+                                  cur + r.base + suffix)
                     except FileNotFoundError:
                         retry.append(uid)
                         continue
                     renamed.append(Row(uid, r.base, False, suffix, r.modseq))
-                    before[uid] = letters_of(r.suffix)
+                    if new != old:
+                        flagged.add(uid)  # a move out of new/ alone changes no flag
                 if not retry or attempt == 2:
                     missing.extend(retry)
                     break
@@ -373,8 +385,6 @@ class Folder:
                 self._fs.sync(full=True)
                 targets, retry = retry, []
                 rows = self._ix.rows_for(fid, targets)
-            # A move out of new/ alone changes no flag and keeps its modseq.
-            flagged = {r.uid for r in renamed if letters_of(r.suffix) != before[r.uid]}
             modseq = self._ix.bump_modseq(fid) if flagged else self._modseq
             self._ix.relocate(fid, [
                 Row(r.uid, r.base, False, r.suffix, modseq if r.uid in flagged else r.modseq)
@@ -388,7 +398,7 @@ class Folder:
                 letters = self._intern(letters_of(r.suffix))
                 if r.uid in self._msgs:
                     self._msgs[r.uid] = (letters, modseq)
-                changed[r.uid] = decode(letters, kw.by_letter)
+                changed[r.uid] = self._decode(letters)
             return StoreResult(changed, sorted(modified), sorted(set(missing)), modseq)
 
     # -- removing, copying, moving -----------------------------------------

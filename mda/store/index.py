@@ -330,6 +330,12 @@ class Index:
                             (fid,))
             return [Row(u, b, bool(n), s, m) for u, b, n, s, m in cur]
 
+    def view_rows(self, fid: int) -> list[tuple[int, str, int, int]]:
+        """(uid, suffix, modseq, in_new) of every message, by uid: what a view loads."""
+        with self.read() as c:
+            return c.execute("SELECT uid, suffix, modseq, in_new FROM messages WHERE folder = ?"
+                             " ORDER BY uid", (fid,)).fetchall()
+
     def rows_in_new(self, fid: int) -> list[Row]:
         with self.read() as c:
             cur = c.execute(f"SELECT {self._ROW} FROM messages WHERE folder = ? AND in_new = 1",

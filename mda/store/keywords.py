@@ -63,8 +63,11 @@ class Keywords:
         self._names: dict[int, str] = {}
         self._by_letter: dict[str, str] = {}
         self._by_lower: dict[str, str] = {}
+        self.version = 0  # grows with each change read, for caches of decoded flags
 
     def _load(self, names: dict[int, str]) -> None:
+        if names != self._names:
+            self.version += 1
         self._names = names
         self._by_letter = {letter(i): n for i, n in names.items()}
         self._by_lower = {n.lower(): letter(i) for i, n in names.items()}

@@ -44,6 +44,12 @@ from mda.store.sync import FolderSync
 # The last UIDVALIDITY given to a new uidlist, so that a folder deleted and
 # made again within the same second still gets a new one.
 UIDVALIDITY_FILE = "mailpair-uidvalidity"
+# Our work directories in the Maildir root (never folders: they start with "..").
+_DELETING = f"{names.PRIVATE_PREFIX}mailpair-deleted-"
+_CREATING = f"{names.PRIVATE_PREFIX}mailpair-new-"
+# A folder is built in its work directory within milliseconds; one older than
+# this was left by a crash.
+_CREATING_MAX_AGE = 3600
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -61,6 +67,17 @@ class MailStore:
         self.root = root
         self.index = Index(root)
         self._syncs: dict[str, FolderSync] = {}
+        self._clean_leftovers()
+
+    def _clean_leftovers(self) -> None:
+        """Finish deletions and drop half-made folders that a crash interrupted."""
+        limit = time.time() - _CREATING_MAX_AGE
+        with os.scandir(self.root) as it:
+            for entry in it:
+                if entry.name.startswith(_DELETING) or (
+                        entry.name.startswith(_CREATING)
+                        and entry.stat(follow_symlinks=False).st_mtime < limit):
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
     @property
     def lock(self):
@@ -164,7 +181,7 @@ class MailStore:
 
     def _make_dir(self, dirname: str) -> None:
         """A new Maildir++ folder directory, complete before it appears under its name."""
-        staging = self.root / f"{names.PRIVATE_PREFIX}mailpair-new-{secrets.token_hex(6)}"
+        staging = self.root / f"{_CREATING}{secrets.token_hex(6)}"
         os.mkdir(staging, maildir.DIR_MODE)
         try:
             for sub in maildir.SUBDIRS:
@@ -210,7 +227,7 @@ class MailStore:
         with self.lock:
             dirname = self._dir_of(canonical_name)
             # Out of sight in one rename, then removed at leisure.
-            doomed = self.root / f"{names.PRIVATE_PREFIX}mailpair-deleted-{secrets.token_hex(6)}"
+            doomed = self.root / f"{_DELETING}{secrets.token_hex(6)}"
             os.rename(self.root / dirname, doomed)
             fsync_dir(self.root)
             self._forget_sync(dirname)

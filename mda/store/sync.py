@@ -50,6 +50,8 @@ from mda.store.keywords import Keywords
 from mda.store.uidlist import Record, UidList, UidListFile
 
 FULL_SCAN_INTERVAL = 120.0
+# Maildir's rule: a file in tmp/ untouched for 36 hours was left by a crash.
+TMP_MAX_AGE = 36 * 3600
 DIRTY_NS = 100_000_000
 TOMBSTONES_KEPT = 10_000
 _ORDER = re.compile(r"^(\d+)\.(?:[^.]*?M(\d+))?")
@@ -207,8 +209,18 @@ class FolderSync:
         }
         if full:
             values.update(snap_cur=m_cur, full_scan_at=time.time())
+            self._clean_tmp()
         self.ix.update_folder(row.id, **values)
         return self.ix.folder(self.dirname)
+
+    def _clean_tmp(self) -> None:
+        limit = time.time() - TMP_MAX_AGE
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.path / "tmp") as it:
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) and \
+                            entry.stat(follow_symlinks=False).st_mtime < limit:
+                        os.unlink(entry.path)
 
     # -- comparing -----------------------------------------------------------
 

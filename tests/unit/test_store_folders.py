@@ -182,3 +182,21 @@ def test_newer_dovecot_subscriptions_are_read_and_rewritten_simply(store: MailSt
     assert store.subscriptions() == ["Sent", "Archive/2024"]
     store.subscribe("Trash")
     assert (store.root / "subscriptions").read_bytes() == b"Sent\nArchive.2024\nTrash\n"
+
+
+def test_leftovers_of_a_crash_are_cleaned(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    maildir.ensure_maildir(root, ["Sent"])
+    (root / "..mailpair-deleted-abc" / "cur").mkdir(parents=True)
+    (root / "..mailpair-new-old" / "cur").mkdir(parents=True)
+    os.utime(root / "..mailpair-new-old", (1_000_000_000, 1_000_000_000))
+    (root / "..mailpair-new-fresh").mkdir()  # another process is making a folder now
+    (root / "tmp" / "left-by-a-crash").write_bytes(b"x")
+    os.utime(root / "tmp" / "left-by-a-crash", (1_000_000_000, 1_000_000_000))
+    (root / "tmp" / "being-written").write_bytes(b"x")
+    with MailStore(root) as store:
+        store.status("INBOX")
+        assert sorted(e for e in os.listdir(root) if e.startswith("..")) == [
+            "..mailpair-new-fresh"]
+        assert os.listdir(root / "tmp") == ["being-written"]
+        assert [f.name for f in store.list_folders()] == ["INBOX", "Sent"]
