@@ -170,6 +170,9 @@ class Index:
     # -- opening --------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        # It holds subjects and addresses: only the mail user may read it.
+        # SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -191,6 +194,11 @@ class Index:
                     self._create_schema(conn)
                 if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
                     return conn
+            except sqlite3.OperationalError:
+                # Busy, locked, unreadable: the file may be fine, others may use it.
+                if conn is not None:
+                    conn.close()
+                raise
             except sqlite3.DatabaseError:
                 pass  # not a database, or a damaged one: it is only a cache
             if conn is not None:

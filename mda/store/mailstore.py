@@ -108,7 +108,9 @@ class MailStore:
                                         names.literal_dirname(canonical_name))):
             if _is_real_dir(self.root / candidate):
                 return candidate
-        return None
+        # Whatever list_folders shows can be opened, however another tool
+        # spelt its directory (".inbox.x" for INBOX/x, say).
+        return self._folder_dirs().get(canonical_name)
 
     def _dir_of(self, name: str) -> str:
         found = self._find_dir(name)

@@ -186,3 +186,26 @@ def test_big_flag_change_is_one_pass(tmp_path: Path, monkeypatch) -> None:
         changes = watcher.refresh()
         assert len(changes.flags) == 5_000
         assert not folder.refresh()
+
+
+def test_index_is_private_and_a_busy_one_is_not_thrown_away(root: Path, monkeypatch) -> None:
+    import sqlite3
+    import stat
+
+    from mda.store import index
+
+    deliver(root, 1)
+    with MailStore(root) as store:
+        store.open_folder("INBOX")
+        for suffix in ("", "-wal", "-shm"):
+            path = root / (FILE + suffix)
+            assert not path.exists() or stat.S_IMODE(path.stat().st_mode) == 0o600
+    inode = (root / FILE).stat().st_ino
+
+    def locked(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(index.Index, "_connect", locked)
+    with pytest.raises(sqlite3.OperationalError):
+        MailStore(root)
+    assert (root / FILE).stat().st_ino == inode

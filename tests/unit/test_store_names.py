@@ -134,3 +134,14 @@ def test_symlinked_folder_is_not_followed(tmp_path: Path) -> None:
         with pytest.raises(NoSuchFolder):
             store.append("Evil", b"x\r\n")
         assert os.listdir(outside / "cur") == []
+
+
+def test_every_listed_folder_can_be_opened(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with MailStore(root) as store:
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(root / ".inbox.lower" / sub)
+        listed = [f.name for f in store.list_folders()]
+        assert listed == ["INBOX", "INBOX/lower"]
+        assert store.append("INBOX/lower", b"x\r\n").uid == 1
+        assert len(os.listdir(root / ".inbox.lower" / "cur")) == 1
