@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.fsutil import fsync_dir
+from mda.store import names, subscriptions
 
 SUBDIRS = ("cur", "new", "tmp")
 DIR_MODE = 0o700
@@ -103,13 +104,14 @@ def _build(path: Path, folders: Sequence[str]) -> None:
     for sub in SUBDIRS:
         os.mkdir(path / sub, DIR_MODE)
     for name in folders:
-        folder = path / f".{name}"
+        # Non-ASCII names in modified UTF-7, as Dovecot and the store expect.
+        folder = path / names.dirname(name)
         os.mkdir(folder, DIR_MODE)
         for sub in SUBDIRS:
             os.mkdir(folder / sub, DIR_MODE)
         _write_new_file(folder / "maildirfolder", b"")
         fsync_dir(folder)
-    _write_new_file(path / "subscriptions", "".join(f"{n}\n" for n in folders).encode())
+    _write_new_file(path / "subscriptions", subscriptions.serialize(list(folders)))
     fsync_dir(path)
 
 
@@ -126,6 +128,7 @@ def ensure_maildir(path: Path, folders: Sequence[str]) -> bool:
     for name in folders:
         if not name or name.startswith(".") or "/" in name:
             raise ValueError(f"folder name {name!r} cannot be a Maildir++ folder")
+        names.dirname(name)  # InvalidName (a ValueError) for the rest: ".", control chars
     _makedirs(path.parent)
     if path.is_dir():
         # Made by hand or by another tool: complete it, add nothing else.

@@ -200,3 +200,14 @@ def test_leftovers_of_a_crash_are_cleaned(tmp_path: Path) -> None:
             "..mailpair-new-fresh"]
         assert os.listdir(root / "tmp") == ["being-written"]
         assert [f.name for f in store.list_folders()] == ["INBOX", "Sent"]
+
+
+def test_new_mailbox_with_non_ascii_default_folder(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with MailStore(root, default_folders=["Entwürfe", "Sent"]) as store:
+        assert (root / ".Entw&APw-rfe" / "maildirfolder").exists()
+        assert (root / "subscriptions").read_bytes() == b"Entw&APw-rfe\nSent\n"
+        assert store.subscriptions() == ["Entwürfe", "Sent"]
+        assert [f.name for f in store.list_folders()] == ["INBOX", "Entwürfe", "Sent"]
+    with pytest.raises(ValueError):
+        maildir.ensure_maildir(tmp_path / "other", ["a.b"])
