@@ -1,0 +1,271 @@
+"""FETCH and UID FETCH (RFC 3501 6.4.5, 6.4.8; RFC 7162 CHANGEDSINCE and MODSEQ).
+
+The work is done in the session's worker thread a chunk at a time: one
+`session.run` call computes up to CHUNK responses (fewer once CHUNK_BYTES of
+message data were read), the handler sends them, then asks for the next.
+
+ENVELOPE, BODY and BODYSTRUCTURE go into the index (`Folder.put_parsed_many`)
+the first time they are computed, so the next `FETCH 1:* (ENVELOPE)` opens
+no file. When only a message's header is needed (ENVELOPE, RFC822.HEADER,
+BODY[HEADER...]), only the header is read from the file.
+
+The \\Seen flag is set (on a writable mailbox) once per chunk, after the data was
+read, and the new FLAGS go out with the data (RFC 3501 6.4.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mda.imap import commands as C
+from mda.imap import fetch as F
+from mda.imap import response as R
+from mda.imap.fetchitems import BodySection, FetchAtt, FetchItem
+from mda.imap.msgset import InvalidSequence, Target, flag_list, guarded, local_time, resolve
+from mda.store import errors as E
+from mda.store import message
+from mda.store.flags import SEEN
+from mda.store.folder import Folder
+
+if TYPE_CHECKING:
+    from mda.imap.session import Session
+
+CHUNK = 500
+CHUNK_BYTES = 8 << 20
+HEADER_READ = 8192
+
+# How much of a message an item needs.
+NOTHING, HEADER, WHOLE = 0, 1, 2
+
+# The cached items: how to compute each from a parsed message, and what
+# must have been read for it.
+CACHED: dict[str, tuple[Callable[[message.Part], bytes], int]] = {
+    "ENVELOPE": (F.envelope, HEADER),
+    "BODY": (F.body, WHOLE),
+    "BODYSTRUCTURE": (F.bodystructure, WHOLE),
+}
+CACHE_KEY = {"ENVELOPE": "envelope", "BODY": "body", "BODYSTRUCTURE": "bodystructure"}
+
+
+def _level(att: FetchAtt) -> int:
+    if isinstance(att, FetchItem):
+        if att.name == "RFC822.HEADER":
+            return HEADER
+        if att.name in ("RFC822", "RFC822.TEXT"):
+            return WHOLE
+        return NOTHING
+    sec = att.section
+    if not sec.part and sec.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return HEADER
+    return WHOLE
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one FETCH command needs, worked out once."""
+
+    items: tuple[FetchAtt, ...]
+    uid_first: bool  # UID FETCH always answers UID
+    modseq_last: bool  # CHANGEDSINCE always answers MODSEQ
+    sets_seen: bool  # some item sets \Seen and the mailbox is writable
+    content: int  # what must be read for the non-cached items
+    cached: tuple[str, ...]  # ENVELOPE, BODY, BODYSTRUCTURE asked for
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, cmd: C.Fetch, writable: bool) -> Plan:
+        names = frozenset(a.name for a in cmd.items if isinstance(a, FetchItem))
+        return cls(
+            items=cmd.items,
+            uid_first=cmd.uid and "UID" not in names,
+            modseq_last=cmd.changedsince is not None and "MODSEQ" not in names,
+            sets_seen=writable and any(a.sets_seen for a in cmd.items),
+            content=max((_level(a) for a in cmd.items), default=NOTHING),
+            cached=tuple(n for n in CACHED if n in names),
+            names=names,
+        )
+
+
+def read_header(folder: Folder, uid: int) -> bytes:
+    """The message's header block with its blank line (the whole file if it has none)."""
+    with folder.open_message(uid) as f:
+        data = b""
+        while chunk := f.read(HEADER_READ):
+            look = max(0, len(data) - 2)
+            data += chunk
+            if data[:1] == b"\n":
+                return data[:1]
+            if data[:2] == b"\r\n":
+                return data[:2]
+            ends = []
+            lf = data.find(b"\n\n", look)
+            if lf >= 0:
+                ends.append(lf + 2)
+            crlf = data.find(b"\n\r\n", look)
+            if crlf >= 0:
+                ends.append(crlf + 3)
+            if ends:
+                return data[: min(ends)]
+        return data
+
+
+def select_targets(folder: Folder, cmd: C.Fetch) -> list[Target]:
+    targets = resolve(folder, cmd.sequence, uid=cmd.uid)
+    if cmd.changedsince is not None:
+        since = cmd.changedsince
+        targets = [(s, u) for s, u in targets if folder.modseq(u) > since]
+    return targets
+
+
+@dataclass
+class Chunk:
+    responses: list[bytes]
+    next: int  # index in targets of the first message not done
+    gone: int  # messages that could not be read (expunged meanwhile)
+
+
+def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
+                condstore: bool) -> Chunk:
+    """The responses for targets[start:], as many as fit in one chunk."""
+    batch = targets[start : start + CHUNK]
+    uids = [u for _, u in batch]
+    cache = {n: folder.get_parsed_many(CACHE_KEY[n], uids) for n in plan.cached}
+    fresh: dict[str, dict[int, bytes]] = {n: {} for n in plan.cached}
+    parsed: dict[int, message.Part] = {}
+    gone: set[int] = set()
+    read = done = 0
+    for _, uid in batch:
+        done += 1
+        level = plan.content
+        for n in plan.cached:
+            if uid not in cache[n]:
+                level = max(level, CACHED[n][1])
+        if level == NOTHING:
+            continue
+        try:
+            data = read_header(folder, uid) if level == HEADER else folder.read(uid)
+        except (E.MessageGone, FileNotFoundError):
+            gone.add(uid)
+            continue
+        read += len(data)
+        msg = message.parse(data)
+        for n in plan.cached:
+            if uid not in cache[n]:
+                value = CACHED[n][0](msg)
+                cache[n][uid] = fresh[n][uid] = value
+        if plan.content:
+            parsed[uid] = msg
+        if read >= CHUNK_BYTES:
+            break
+    batch = batch[:done]
+    for n, values in fresh.items():
+        if values:
+            folder.put_parsed_many(CACHE_KEY[n], values)  # type: ignore[arg-type]
+    ok = [u for _, u in batch if u not in gone]
+    seen_now: set[int] = set()
+    if plan.sets_seen and ok:
+        before = folder.flags_of(ok)
+        unseen = [u for u in ok if u in before and SEEN not in before[u]]
+        if unseen:
+            seen_now = set(folder.store(unseen, [SEEN], "add").changed)
+    flags = folder.flags_of(ok) if ("FLAGS" in plan.names or seen_now) else {}
+    sizes = folder.sizes(ok) if "RFC822.SIZE" in plan.names else {}
+    dates = folder.internal_dates(ok) if "INTERNALDATE" in plan.names else {}
+    out: list[bytes] = []
+    lost = len(gone)
+    for seq, uid in batch:
+        if uid in gone:
+            continue
+        items = _items(folder, plan, uid, parsed.get(uid), cache, flags, sizes, dates,
+                       uid in seen_now, condstore)
+        if items is None:
+            lost += 1
+            continue
+        out.append(R.fetch(seq, items))
+    return Chunk(out, start + done, lost)
+
+
+def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | None,
+           cache: dict[str, dict[int, object]], flags: dict, sizes: dict, dates: dict,
+           seen_now: bool, condstore: bool) -> list[tuple[str, bytes]] | None:
+    """One message's FETCH items, or None when some of its data is gone."""
+    items: list[tuple[str, bytes]] = []
+    if plan.uid_first:
+        items.append(("UID", b"%d" % uid))
+    for att in plan.items:
+        if isinstance(att, BodySection):
+            if msg is None:
+                return None
+            sec = att.section
+            fields = sec.fields if sec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") else None
+            data = F.section(msg, sec.part, sec.text, fields)
+            if att.partial is not None:
+                data = F.partial(data, *att.partial)
+            items.append((att.response_name(), R.literal(data)))
+            continue
+        name = att.name
+        if name == "FLAGS":
+            if uid not in flags:
+                return None
+            items.append((name, flag_list(flags[uid], folder.is_recent(uid))))
+        elif name == "UID":
+            items.append((name, b"%d" % uid))
+        elif name == "MODSEQ":
+            items.append((name, b"(%d)" % folder.modseq(uid)))
+        elif name == "INTERNALDATE":
+            if uid not in dates:
+                return None
+            items.append((name, R.date_time(local_time(dates[uid]))))
+        elif name == "RFC822.SIZE":
+            if uid not in sizes:
+                return None
+            items.append((name, b"%d" % sizes[uid]))
+        elif name in CACHED:
+            value = cache[name].get(uid)
+            if value is None:
+                return None
+            items.append((name, bytes(value)))  # type: ignore[arg-type]
+        else:  # RFC822, RFC822.HEADER, RFC822.TEXT
+            if msg is None:
+                return None
+            text = {"RFC822": None, "RFC822.HEADER": "HEADER", "RFC822.TEXT": "TEXT"}[name]
+            items.append((name, R.literal(F.section(msg, (), text))))
+    if seen_now and "FLAGS" not in plan.names:
+        # RFC 3501 6.4.5: the implicit \Seen is reported with the data.
+        items.append(("FLAGS", flag_list(flags[uid], folder.is_recent(uid))))
+    if plan.modseq_last or (seen_now and condstore and "MODSEQ" not in plan.names):
+        # A flag change under CONDSTORE carries its MODSEQ (RFC 7162 3.2).
+        items.append(("MODSEQ", b"(%d)" % folder.modseq(uid)))
+    return items
+
+
+@guarded
+async def fetch(session: Session, cmd: C.Fetch) -> AsyncIterator[bytes]:
+    # No EXPUNGE may be sent during FETCH by sequence number (RFC 3501 7.4.1).
+    for out in await session.updates(allow_expunge=cmd.uid):
+        yield out
+    folder = session.folder
+    if folder is None:
+        yield R.no(cmd.tag, "The mailbox is gone")
+        return
+    if cmd.changedsince is not None or any(a == FetchItem("MODSEQ") for a in cmd.items):
+        session.condstore = True  # a CONDSTORE enabling command (RFC 7162 3.1)
+    try:
+        targets = await session.run(select_targets, folder, cmd)
+    except InvalidSequence as e:
+        yield R.bad(cmd.tag, str(e))
+        return
+    plan = Plan.of(cmd, writable=not session.readonly)
+    start = lost = 0
+    while start < len(targets):
+        chunk = await session.run(fetch_chunk, folder, plan, targets, start, session.condstore)
+        if chunk.responses:
+            yield b"".join(chunk.responses)
+        start, lost = chunk.next, lost + chunk.gone
+    if lost:
+        yield R.no(cmd.tag, f"{lost} of the messages were expunged meanwhile; the rest was sent",
+                   R.code("EXPUNGEISSUED"))
+        return
+    yield R.ok(cmd.tag, f"{cmd.name} completed")
