@@ -21,7 +21,7 @@ import click
 from common import config, users
 from common.passwords import hash_password
 from common.users import line_address
-from mda import ctl_check, ctl_mailbox
+from mda import ctl_check, ctl_mailbox, ctl_reindex
 from mda.store.maildir import maildir_path
 
 
@@ -342,6 +342,24 @@ def mailbox_stats(ctx: click.Context, address: str, as_json: bool) -> None:
         return
     for key, value in stats.items():
         click.echo(f"{key:<9} {value}")
+
+
+@cli.command()
+@click.argument("address")
+@as_json
+@click.pass_context
+def reindex(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Rebuild a user's index from the Maildir (UIDs and flags do not change)."""
+    path = _maildir(ctx, address)
+    try:
+        counts = ctl_reindex.reindex(path, list(_cfg(ctx).mda.folders))
+    except (OSError, RuntimeError) as e:
+        raise Failed(str(e)) from None
+    if as_json:
+        click.echo(json.dumps({"address": _address(address), "folders": counts}, indent=2))
+        return
+    for name, n in counts.items():
+        click.echo(f"{name:<20} {n:>8} messages")
 
 
 def main() -> None:
