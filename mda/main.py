@@ -1,8 +1,9 @@
-"""mdad's parent: binds the LMTP socket (and later IMAP and POP3), starts the roles.
+"""mdad's parent: binds the LMTP socket and the IMAP and POP3 ports, starts the roles.
 
 | role | runs as   | touches                                  |
 | lmtp | mda.user  | the LMTP socket, the Maildirs            |
 | imap | mda.user  | the network (143, 993), the Maildirs     |
+| pop3 | mda.user  | the network (110, 995), the Maildirs     |
 | auth | auth.user | the users file                           |
 
 Adding a protocol is one more Role in the table below.
@@ -25,6 +26,8 @@ def auth_creds(cfg: Config) -> tuple[str, str]:
 
 def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
     listeners = daemon.bind_listeners({"imap": cfg.imap.imap, "imaps": cfg.imap.imaps})
+    # Each protocol's process holds only its own ports.
+    pop3 = daemon.bind_listeners({"pop3": cfg.pop3.pop3, "pop3s": cfg.pop3.pop3s})
     mda = privileges.resolve(*mda_creds(cfg))
     auth = privileges.resolve(*auth_creds(cfg))
     uid = mda.uid if mda else None
@@ -40,8 +43,9 @@ def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
         Role("auth", "mda.auth", {"ipc": [auth_sock]}, auth_creds),
         Role("lmtp", "mda.lmtp", {"lmtp": [lmtp]}, mda_creds),
         Role("imap", "mda.imap.server", listeners, mda_creds, tls=True),
+        Role("pop3", "mda.pop3.server", pop3, mda_creds, tls=True),
     ]
-    return roles, listeners
+    return roles, {**listeners, **pop3}
 
 
 def main() -> None:

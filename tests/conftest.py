@@ -98,6 +98,11 @@ imap = ["127.0.0.1:0"]
 imaps = ["127.0.0.1:0"]
 plaintext_on_loopback = true
 
+[pop3]
+pop3 = ["127.0.0.1:0"]
+pop3s = ["127.0.0.1:0"]
+plaintext_on_loopback = true
+
 [mta]
 {mta_lines}
 

@@ -19,7 +19,7 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges ne
 EXPECTED = {
     "mtad": {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
              "lookup": "mailpair-auth"},
-    "mdad": {"lmtp": "vmail", "imap": "vmail", "auth": "mailpair-auth"},
+    "mdad": {"lmtp": "vmail", "imap": "vmail", "pop3": "vmail", "auth": "mailpair-auth"},
 }
 
 
@@ -63,7 +63,7 @@ def test_only_the_lookup_processes_can_read_the_users_file(stack):
     assert not can_read_as(users, "vmail")  # lmtp (and imap, pop3)
     # The network-facing children hold no descriptor of it or of the TLS key either.
     secret = {str(users), str(stack.root / "etc" / "key.pem")}
-    for daemon, name in (("mtad", "smtp"), ("mdad", "lmtp"), ("mdad", "imap")):
+    for daemon, name in (("mtad", "smtp"), ("mdad", "lmtp"), ("mdad", "imap"), ("mdad", "pop3")):
         pid = stack.state(daemon)["children"][name]
         fds = os.listdir(f"/proc/{pid}/fd")
         targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
