@@ -5,7 +5,7 @@ the shared benchmark harness against it and against the reference pair (set
 up on loopback by the anchors script when it is not up yet), and prints each
 figure beside the reference's with the ratio.
 
-    python -m bench.run [--quick] [--no-anchors] [--only smtp_load,smtp_latency]
+    python -m bench.run [--quick] [--no-anchors] [--only smtp_load,smtp_latency,pop3_retr]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ SHARED = Path(os.environ.get("MAILPAIR_SHARED", ROOT.parent / "shared"))
 SCRIPTS = SHARED / "bench"
 ANCHOR_READY = Path("/tmp/anchor-stack-ready")
 USER, PASSWORD = "carol@example.test", "secret-pass-1"
+# The anchors' POP3 account (the harness's default), a mailbox of its own.
+REF_POP3_USER = "dave@example.test"
 # Rates (…_per_s) are better higher; every other figure (times, CPU, losses) lower.
 HIGHER_IS_BETTER = "_per_s"
 
@@ -80,6 +82,16 @@ level = "info"
 smtp = ["127.0.0.1:0"]
 submission = ["127.0.0.1:0"]
 submissions = []
+# Loopback ports of our own: the reference pair holds 143 and 110. Passwords
+# in the clear on loopback, as Dovecot allows there (the harness logs in so).
+[imap]
+imap = ["127.0.0.1:0"]
+imaps = []
+plaintext_on_loopback = true
+[pop3]
+pop3 = ["127.0.0.1:0"]
+pop3s = []
+plaintext_on_loopback = true
 """)
         (r / "etc" / "users").write_text(f"{USER}:{hash_password(PASSWORD)}\n")
         for daemon, module in (("mdad", "mda.main"), ("mtad", "mta.main")):
@@ -148,14 +160,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer messages and one run each")
     ap.add_argument("--no-anchors", action="store_true", help="do not set up Postfix + Dovecot")
-    ap.add_argument("--only", default="smtp_load,smtp_latency")
+    ap.add_argument("--only", default="smtp_load,smtp_latency,pop3_retr")
     a = ap.parse_args()
     if not SCRIPTS.exists():
         raise SystemExit(f"bench: the figure scripts are not at {SCRIPTS} (set MAILPAIR_SHARED)")
     only = set(a.only.split(","))
     n, runs = ("500", "1") if a.quick else ("2000", "3")
     ref = None if a.no_anchors else anchors(setup=True)
-    if not Path("/usr/sbin/smtp-source").exists():
+    if only & {"smtp_load", "smtp_latency"} and not Path("/usr/sbin/smtp-source").exists():
         raise SystemExit("bench: smtp-source (Postfix) is missing; run as root to set up anchors")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results" / f"bench-{stamp}.jsonl"
@@ -171,6 +183,7 @@ def main() -> None:
               "--server-pidfile", "/run/dovecot/master.pid"]
     load = ["-m", n, "--size", "4096", "-c", "1", "-c", "10", "-c", "50", "--runs", runs]
     latency = ["-m", "100" if a.quick else "200", "--interval", "0.05", "--runs", runs]
+    pop3 = ["--count", "200" if a.quick else "1000", "--runs", "1" if a.quick else "5"]
     try:
         for name, script, extra in (("smtp_load", "smtp_load.py", load),
                                     ("smtp_latency", "smtp_latency.py", latency)):
@@ -179,6 +192,18 @@ def main() -> None:
             figure(script, "mailpair", ours + extra, out)
             if ref is not None:
                 figure(script, "postfix+dovecot", theirs + extra, out)
+        if "pop3_retr" in only:
+            mdad = json.loads((r / "run" / "mdad.json").read_text())
+            # The harness writes the mailbox itself: as root, as the user mdad's
+            # pop3 process runs as, so that it can index and change it.
+            owner = "vmail:vmail" if os.geteuid() == 0 else ""
+            mine = ["--port", str(mdad["listeners"]["pop3"][0][1]), "--user", USER,
+                    "--maildir-template", f"{r}/mail/%d/%n/Maildir", "--mail-owner", owner]
+            figure("pop3_retr.py", "mailpair", mine + pop3, out)
+            if ref is not None:
+                figure("pop3_retr.py", "postfix+dovecot",
+                       ["--port", ref.get("POP3_PORT", "110"), "--user", REF_POP3_USER,
+                        *pop3], out)
     finally:
         stack.stop()
     print(f"\nResults: {out}\n")

@@ -34,7 +34,7 @@ DEMO_USER = f"demo@{DOMAIN}"
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 # Shown in the banner until mdad serves them.
-COMING = "IMAP 1143, IMAPS 1993, POP3 1110, POP3S 1995: coming in a later change"
+COMING = "IMAP 1143, IMAPS 1993: coming in a later change"
 
 
 def _q(value: object) -> str:
@@ -85,6 +85,12 @@ retry_schedule = [2, 5, 10, 30, 60, 300]
 {run_as}
 [mda]
 {run_as}lmtp_group = {_q(grp.getgrgid(os.getgid()).gr_name)}
+
+[pop3]
+pop3 = ["127.0.0.1:1110"]
+pop3s = ["127.0.0.1:1995"]
+# Loopback only here: a password in the clear never leaves the machine.
+plaintext_on_loopback = true
 
 [auth]
 {run_as}"""
@@ -318,6 +324,9 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
     shown = pw if pw is not None else (
         "(changed with mda-ctl or MAILPAIR_DEMO_PASSWORD; set that to choose it again)")
     pw = pw if pw is not None else "PASSWORD"
+    mda_listeners = states.get("mdad", {}).get("listeners", {})
+    pop3 = ", ".join(str(p) for name in ("pop3", "pop3s")
+                     for _, p in mda_listeners.get(name) or []) or "off"
     cert = cfg.tls.cert
     sub = (listeners.get("submission") or [["127.0.0.1", 2587]])[0][1]
     smtp = (listeners.get("smtp") or [["127.0.0.1", 2525]])[0][1]
@@ -330,6 +339,7 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
  SMTP          {port("smtp"):<6} no authentication; mail for {", ".join(cfg.domains)} only
  submission    {port("submission"):<6} STARTTLS, then password login
  submissions   {port("submissions"):<6} implicit TLS, then password login
+ POP3          {pop3:<11} STLS (or none, on loopback), implicit TLS; USER/PASS, AUTH PLAIN
  later         {COMING}
  user          {DEMO_USER}
  password      {shown}
