@@ -34,7 +34,6 @@ DEMO_USER = f"demo@{DOMAIN}"
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 # Shown in the banner until mdad serves them.
-COMING = "IMAP 1143, IMAPS 1993: coming in a later change"
 
 
 def _q(value: object) -> str:
@@ -85,6 +84,11 @@ retry_schedule = [2, 5, 10, 30, 60, 300]
 {run_as}
 [mda]
 {run_as}lmtp_group = {_q(grp.getgrgid(os.getgid()).gr_name)}
+
+[imap]
+imap = ["127.0.0.1:1143"]
+imaps = ["127.0.0.1:1993"]
+plaintext_on_loopback = true
 
 [pop3]
 pop3 = ["127.0.0.1:1110"]
@@ -327,6 +331,8 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
     mda_listeners = states.get("mdad", {}).get("listeners", {})
     pop3 = ", ".join(str(p) for name in ("pop3", "pop3s")
                      for _, p in mda_listeners.get(name) or []) or "off"
+    imap = ", ".join(str(p) for name in ("imap", "imaps")
+                     for _, p in mda_listeners.get(name) or []) or "off"
     cert = cfg.tls.cert
     sub = (listeners.get("submission") or [["127.0.0.1", 2587]])[0][1]
     smtp = (listeners.get("smtp") or [["127.0.0.1", 2525]])[0][1]
@@ -340,7 +346,7 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
  submission    {port("submission"):<6} STARTTLS, then password login
  submissions   {port("submissions"):<6} implicit TLS, then password login
  POP3          {pop3:<11} STLS (or none, on loopback), implicit TLS; USER/PASS, AUTH PLAIN
- later         {COMING}
+ IMAP          {imap:<11} STARTTLS (or none, on loopback), implicit TLS
  user          {DEMO_USER}
  password      {shown}
  certificate   {cert}

@@ -192,6 +192,13 @@ class Connection:
         # Anything sent before the handshake was sent in the clear: never obey it.
         self.parser.take_buffered()
         self.events.clear()
+        # asyncio's StreamReader would keep bytes it already buffered across the
+        # upgrade and hand them out as if they came over TLS (CVE-2011-0411's
+        # injection): drop them, with no await between this and start_tls.
+        buffered = getattr(self.reader, "_buffer", None)
+        if buffered:
+            self.log.info("dropped plaintext sent after STARTTLS", octets=len(buffered))
+            buffered.clear()
         try:
             await self.writer.start_tls(self.server.tls_context)
         except (ssl.SSLError, ConnectionError, OSError) as e:
