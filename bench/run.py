@@ -160,7 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer messages and one run each")
     ap.add_argument("--no-anchors", action="store_true", help="do not set up Postfix + Dovecot")
-    ap.add_argument("--only", default="smtp_load,smtp_latency,pop3_retr")
+    ap.add_argument("--only", default="smtp_load,smtp_latency,pop3_retr,imap_ops,imap_idle_mem")
+    ap.add_argument("--imap-count", type=int, action="append",
+                    help="mailbox sizes for imap_ops (default 10000 and 100000; 2000 with --quick)")
     a = ap.parse_args()
     if not SCRIPTS.exists():
         raise SystemExit(f"bench: the figure scripts are not at {SCRIPTS} (set MAILPAIR_SHARED)")
@@ -204,6 +206,27 @@ def main() -> None:
                 figure("pop3_retr.py", "postfix+dovecot",
                        ["--port", ref.get("POP3_PORT", "110"), "--user", REF_POP3_USER,
                         *pop3], out)
+        mdad = json.loads((r / "run" / "mdad.json").read_text())
+        owner = "vmail:vmail" if os.geteuid() == 0 else ""
+        imap_mine = ["--port", str(mdad["listeners"]["imap"][0][1]), "--user", USER,
+                     "--maildir-template", f"{r}/mail/%d/%n/Maildir", "--mail-owner", owner,
+                     "--server-pidfile", str(r / "mdad.pid")]
+        imap_theirs = ["--port", ref.get("IMAP_PORT", "143") if ref else "143", "--user", USER,
+                       "--server-pidfile", "/run/dovecot/master.pid"]
+        counts = a.imap_count or ([2000] if a.quick else [10000, 100000])
+        if "imap_ops" in only:
+            for count in counts:
+                extra = ["--count", str(count), "--runs", "1" if a.quick or count > 20000
+                         else "3"]
+                figure("imap_ops.py", "mailpair", imap_mine + extra, out)
+                if ref is not None:
+                    figure("imap_ops.py", "postfix+dovecot", imap_theirs + extra, out)
+        if "imap_idle_mem" in only:
+            # Uses the mailbox imap_ops left behind.
+            extra = ["--clients", "100" if a.quick else "500", "--runs", "1"]
+            figure("imap_idle_mem.py", "mailpair", imap_mine + extra, out)
+            if ref is not None:
+                figure("imap_idle_mem.py", "postfix+dovecot", imap_theirs + extra, out)
     finally:
         stack.stop()
     print(f"\nResults: {out}\n")
