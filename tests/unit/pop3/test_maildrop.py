@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mda.pop3.maildrop import LOCK_NAME, InUse, Maildrop, dovecot_uidl, to_crlf
+from mda.pop3.maildrop import LOCK_NAME, InUse, Maildrop, dovecot_uidl
 from mda.store import flags, maildir
+from mda.store.content import to_crlf
 from mda.store.errors import MessageGone
 from mda.store.mailstore import MailStore
 
@@ -117,6 +119,8 @@ def test_to_crlf_is_the_stores(tmp_path: Path, data: bytes) -> None:
     try:
         assert drop.folder is not None
         assert drop.read(1) == drop.folder.read_crlf(1) == to_crlf(data)
+        # The definition: every LF not already after a CR becomes CRLF.
+        assert to_crlf(data) == re.sub(rb"(?<!\r)\n", b"\r\n", data)
         assert drop.messages == [(1, len(to_crlf(data)))]
     finally:
         drop.close()
