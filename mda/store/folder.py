@@ -17,7 +17,6 @@ worker thread, one session per MailStore for parallelism.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 from collections.abc import Iterable, Sequence
@@ -37,6 +36,7 @@ from mda.store.flags import (
 from mda.store.index import Row
 from mda.store.results import Changes, CopyResult, ExpungeResult, StoreResult
 from mda.store.sync import FolderSync
+from mda.store.viewstate import State
 
 if TYPE_CHECKING:
     from mda.store.mailstore import MailStore
@@ -52,19 +52,17 @@ class Folder:
         self._fs = fs
         self._ix = store.index
         self._lock = store.lock
-        self._uids: list[int] = []
-        self._msgs: dict[int, tuple[str, int]] = {}  # uid -> (flag letters, modseq)
+        self._state = State.empty()
         self._recent: set[int] = set()
         self._pending: set[int] = set()  # expunged, not yet reported (refresh(allow_expunge=False))
-        self._letters: dict[str, str] = {}  # one string object per letter combination
-        self._decoded: dict[tuple[str, int], frozenset[str]] = {}
+        self._decoded: dict[tuple[int, int], frozenset[str]] = {}
         with self._lock:
             self._load()
 
     # -- loading and refreshing -------------------------------------------
 
-    def _intern(self, letters: str) -> str:
-        return self._letters.setdefault(letters, letters)
+    def _key(self) -> tuple[str, int, int]:
+        return (self._epoch, self._fid, self._modseq)
 
     def _load(self) -> None:
         self._fs.sync()
@@ -72,20 +70,26 @@ class Folder:
             row = self._ix.folder(self._fs.dirname)
             if row is None:
                 raise NoSuchFolder(f"{self.name} is gone")
-            rows = self._ix.view_rows(row.id)
+            key = (self._ix.epoch, row.id, row.highestmodseq)
+            snap = self._fs.snapshot
+            if snap is not None and snap.key == key:
+                state = State.of(snap)
+            else:
+                code = self._fs.letters.code
+                by_suffix: dict[str, int] = {}
+                rows = []
+                for uid, suffix, modseq, _ in self._ix.view_rows(row.id):
+                    c = by_suffix.get(suffix)
+                    if c is None:
+                        c = by_suffix[suffix] = code(letters_of(suffix))
+                    rows.append((uid, c, modseq))
+                state = State.from_rows(rows)
+                self._fs.snapshot = state.publish(key)
             in_new = self._ix.rows_in_new(row.id)
         self._fid, self.uidvalidity = row.id, row.uidvalidity
         self._modseq, self._uidnext, self._epoch = row.highestmodseq, row.nextuid, self._ix.epoch
         self._fid_epoch = self._epoch
-        by_suffix: dict[str, str] = {}
-        self._uids = [uid for uid, _, _, _ in rows]
-        msgs = {}
-        for uid, suffix, modseq, _ in rows:
-            letters = by_suffix.get(suffix)
-            if letters is None:
-                letters = by_suffix[suffix] = self._intern(letters_of(suffix))
-            msgs[uid] = (letters, modseq)
-        self._msgs = msgs
+        self._state = state
         self._claim_recent(in_new)
 
     def _claim_recent(self, rows: list[Row]) -> None:
@@ -130,33 +134,60 @@ class Folder:
                 if full:
                     rows = self._ix.rows(row.id)
                     present = {r.uid for r in rows}
-                    gone = [u for u in self._uids if u not in present]
-                else:
+                    gone = [u for u in self._state.uids if u not in present]
+                elif row.highestmodseq != self._modseq:
                     rows = self._ix.changed_since(row.id, self._modseq)
                     gone = self._ix.expunged_since(row.id, self._modseq)
+                else:
+                    rows, gone = [], []
             self._fid, self._epoch = row.id, self._ix.epoch
             self._fid_epoch = self._epoch
             self._modseq, self._uidnext = row.highestmodseq, row.nextuid
-            changes = Changes()
-            gone_here = [u for u in gone if u in self._msgs and u not in self._pending]
-            self._pending.update(gone_here)
-            if allow_expunge and self._pending:
-                changes.expunged, changes.expunged_seqs = self._remove(self._pending)
-                self._pending.clear()
-            fresh: list[Row] = []
-            for r in rows:
-                state = (self._intern(letters_of(r.suffix)), r.modseq)
-                if r.uid in self._pending:
-                    continue
-                if r.uid not in self._msgs:
-                    fresh.append(r)
-                    changes.added.append(r.uid)
-                    bisect.insort(self._uids, r.uid)
-                elif self._msgs[r.uid] != state:
-                    changes.flags.append(r.uid)
-                self._msgs[r.uid] = state
-            self._claim_recent([r for r in fresh if r.in_new])
-            return changes
+            return self._take_in(rows, gone, allow_expunge)
+
+    def _take_in(self, rows: list[Row], gone: list[int], allow_expunge: bool) -> Changes:
+        state = self._state
+        changes = Changes()
+        self._pending.update(u for u in gone if u in state)
+        expunge_now = allow_expunge and bool(self._pending)
+        if expunge_now:
+            where = sorted(i for _, i in state.positions(sorted(self._pending)))
+            changes.expunged = [state.uids[i] for i in where]
+            changes.expunged_seqs = [i + 1 for i in reversed(where)]
+        code = self._fs.letters.code
+        update: list[tuple[int, int, int]] = []
+        fresh: list[Row] = []
+        for r in rows:
+            if r.uid in self._pending and not expunge_now:
+                continue
+            new = (code(letters_of(r.suffix)), r.modseq)
+            old = state.get(r.uid)
+            if old is None:
+                fresh.append(r)
+                changes.added.append(r.uid)
+            elif old == new:
+                continue
+            else:
+                changes.flags.append(r.uid)
+            update.append((r.uid, *new))
+        snap = self._fs.snapshot
+        if expunge_now or not self._pending:
+            # The view now shows the folder as the index has it at self._modseq:
+            # the same as every other up-to-date view, so share their arrays.
+            self._pending.clear()
+            if snap is not None and snap.key == self._key():
+                if not state.is_of(snap):
+                    self._state = State.of(snap)
+            else:
+                if expunge_now:
+                    state.remove(changes.expunged)
+                state.update(update)
+                self._fs.snapshot = state.publish(self._key())
+        else:
+            state.update(update)
+        self._recent.difference_update(changes.expunged)
+        self._claim_recent([r for r in fresh if r.in_new])
+        return changes
 
     def _folder_id(self, *, sync: bool = False) -> int:
         """The folder's id in the index, following a rebuilt index (same UIDs, new ids).
@@ -183,30 +214,29 @@ class Folder:
             self._modseq = modseq
 
     def _vanish(self, changes: Changes) -> Changes:
-        changes.expunged, changes.expunged_seqs = self._remove(set(self._uids))
+        n = len(self._state)
+        changes.expunged = self._state.uids.tolist()
+        changes.expunged_seqs = list(range(n, 0, -1))
+        self._state = State.empty()
         self._pending.clear()
+        self._recent.clear()
         return changes
 
     def _remove(self, uids: set[int]) -> tuple[list[int], list[int]]:
         """Take uids out of the view; (uids ascending, their seqs highest first)."""
-        seqs = sorted((i + 1 for i, u in enumerate(self._uids) if u in uids), reverse=True)
-        removed = sorted(u for u in uids if u in self._msgs)
-        self._uids = [u for u in self._uids if u not in uids]
-        for u in removed:
-            del self._msgs[u]
         self._recent -= uids
-        return removed, seqs
+        return self._state.remove(uids)
 
     # -- what the view shows ---------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._uids)
+        return len(self._state)
 
     @property
     def uids(self) -> list[int]:
         """All UIDs, ascending; seq n is uids[n - 1]. A copy."""
         with self._lock:
-            return list(self._uids)
+            return self._state.uids.tolist()
 
     @property
     def uidnext(self) -> int:
@@ -218,20 +248,19 @@ class Folder:
 
     def uid_at(self, seq: int) -> int:
         """The UID of sequence number seq (1-based); IndexError outside 1..len."""
-        if not 1 <= seq <= len(self._uids):
+        uids = self._state.uids
+        if not 1 <= seq <= len(uids):
             raise IndexError(f"no message {seq}")
-        return self._uids[seq - 1]
+        return uids[seq - 1]
 
     def seq_of(self, uid: int) -> int | None:
-        i = bisect.bisect_left(self._uids, uid)
-        return i + 1 if i < len(self._uids) and self._uids[i] == uid else None
+        i = self._state.pos(uid)
+        return None if i is None else i + 1
 
     def uids_between(self, low: int, high: int) -> list[int]:
         """UIDs in the view with low <= uid <= high (a UID range, * resolved by the caller)."""
         with self._lock:
-            lo = bisect.bisect_left(self._uids, low)
-            hi = bisect.bisect_right(self._uids, high)
-            return self._uids[lo:hi]
+            return self._state.between(low, high)
 
     @property
     def keywords(self) -> list[str]:
@@ -247,29 +276,36 @@ class Folder:
             self._fs.keywords.refresh()
             return self._fs.keywords.has_room()
 
-    def _decode(self, letters: str) -> frozenset[str]:
+    def _decode(self, code: int) -> frozenset[str]:
         kw = self._fs.keywords
-        key = (letters, kw.version)
+        key = (code, kw.version)
         found = self._decoded.get(key)
         if found is None:
             if len(self._decoded) > 4096:
                 self._decoded.clear()
-            found = self._decoded[key] = decode(letters, kw.by_letter)
+            found = self._decoded[key] = decode(self._fs.letters.names[code], kw.by_letter)
         return found
 
     def flags(self, uid: int) -> frozenset[str]:
         """The message's flags and keywords as this view last saw them; KeyError if not in it."""
         with self._lock:
             self._fs.keywords.refresh()
-            return self._decode(self._msgs[uid][0])
+            found = self._state.get(uid)
+            if found is None:
+                raise KeyError(uid)
+            return self._decode(found[0])
 
     def flags_of(self, uids: Iterable[int]) -> dict[int, frozenset[str]]:
         with self._lock:
             self._fs.keywords.refresh()
-            return {u: self._decode(self._msgs[u][0]) for u in uids if u in self._msgs}
+            codes, decode_ = self._state.codes, self._decode
+            return {u: decode_(codes[i]) for u, i in self._state.positions(uids)}
 
     def modseq(self, uid: int) -> int:
-        return self._msgs[uid][1]
+        found = self._state.get(uid)
+        if found is None:
+            raise KeyError(uid)
+        return found[1]
 
     def is_recent(self, uid: int) -> bool:
         return uid in self._recent
@@ -281,7 +317,9 @@ class Folder:
     def unseen_uids(self) -> list[int]:
         """UIDs without \\Seen, ascending (UNSEEN count; the first one for SELECT)."""
         with self._lock:
-            return [u for u in self._uids if SEEN_LETTER not in self._msgs[u][0]]
+            seen = self._fs.letters.codes_with(SEEN_LETTER)
+            st = self._state
+            return [u for u, c in zip(st.uids, st.codes, strict=True) if c not in seen]
 
     def expunged_since(self, modseq: int) -> list[int] | None:
         """UIDs expunged from the folder after modseq (QRESYNC's VANISHED (EARLIER)).
@@ -392,13 +430,16 @@ class Folder:
             ])
             self._advance(modseq)
             changed: dict[int, frozenset[str]] = {}
+            update = []
+            code_of, state = self._fs.letters.code, self._state
             for r in renamed:
                 if r.uid not in flagged:
                     continue
-                letters = self._intern(letters_of(r.suffix))
-                if r.uid in self._msgs:
-                    self._msgs[r.uid] = (letters, modseq)
-                changed[r.uid] = self._decode(letters)
+                code = code_of(letters_of(r.suffix))
+                update.append((r.uid, code, modseq))
+                changed[r.uid] = self._decode(code)
+            present = dict(state.positions(u for u, _, _ in update))
+            state.update([u for u in update if u[0] in present])
             return StoreResult(changed, sorted(modified), sorted(set(missing)), modseq)
 
     # -- removing, copying, moving -----------------------------------------
@@ -420,7 +461,9 @@ class Folder:
     def _expunge(self, fid: int, uids: Iterable[int] | None,
                  require_deleted: bool) -> ExpungeResult:
         with self._ix.write(), self._fs.own_change():
-            candidates = sorted(set(self._uids if uids is None else uids) & set(self._msgs))
+            state = self._state
+            candidates = state.uids.tolist() if uids is None else \
+                [u for u, _ in state.positions(sorted(set(uids)))]
             removed: list[int] = []
             for attempt in (1, 2):
                 rows = self._ix.rows_for(fid, candidates)
@@ -477,6 +520,21 @@ class Folder:
                 raise MessageGone(f"message {uid} was expunged")
             return self._fs.open_message(self._folder_id(), uid)
 
+    def paths_of(self, uids: Sequence[int]) -> dict[int, str]:
+        """uid -> where the file was at the last sync, for many messages in one index query.
+
+        Cheaper than open_message per message for a bulk read (FETCH 1:*),
+        but a path may be stale by the time it is opened (another session
+        renamed the file): on FileNotFoundError fall back to open_message,
+        which looks again. Messages expunged meanwhile are left out.
+        """
+        with self._lock:
+            rows = self._ix.rows_for(self._folder_id(), [u for u in uids
+                                                          if u not in self._pending])
+            path = str(self._fs.path) + "/"
+            return {u: f"{path}{'new' if r.in_new else 'cur'}/{r.base}{r.suffix}"
+                    for u, r in rows.items()}
+
     def read(self, uid: int) -> bytes:
         """The message as stored (LF line ends)."""
         with self.open_message(uid) as f:
@@ -489,7 +547,7 @@ class Folder:
     def sizes(self, uids: Sequence[int] | None = None) -> dict[int, int]:
         """uid -> CRLF size (RFC822.SIZE, POP3 LIST); read from a file only the first time."""
         with self._lock:
-            targets = list(self._uids if uids is None else uids)
+            targets = self._state.uids.tolist() if uids is None else list(uids)
             fid = self._folder_id()
             known = self._ix.column(fid, "vsize", targets)
             found: dict[int, int] = {}
@@ -516,7 +574,7 @@ class Folder:
     def internal_dates(self, uids: Sequence[int] | None = None) -> dict[int, int]:
         """uid -> internal date, seconds since the epoch (the file's mtime, as Dovecot)."""
         with self._lock:
-            targets = list(self._uids if uids is None else uids)
+            targets = self._state.uids.tolist() if uids is None else list(uids)
             fid = self._folder_id()
             known = self._ix.column(fid, "idate", targets)
             found: dict[int, int] = {}
@@ -574,4 +632,4 @@ class Folder:
     def close(self) -> None:
         """Nothing to release (the MailStore owns the files); here for symmetry."""
         with self._lock:
-            self._uids, self._msgs = [], {}
+            self._state = State.empty()

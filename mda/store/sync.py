@@ -48,6 +48,7 @@ from mda.store.flags import letters_of, split_filename
 from mda.store.index import FolderRow, Index, Row
 from mda.store.keywords import Keywords
 from mda.store.uidlist import Record, UidList, UidListFile
+from mda.store.viewstate import LetterTable, Snapshot
 
 FULL_SCAN_INTERVAL = 120.0
 # Maildir's rule: a file in tmp/ untouched for 36 hours was left by a crash.
@@ -117,6 +118,9 @@ class FolderSync:
         self.uidlist = UidListFile(self.path)
         self.keywords = Keywords(self.path)
         self._new_uidvalidity = new_uidvalidity
+        # Shared by the Folder views of this MailStore (viewstate.py).
+        self.letters = LetterTable()
+        self.snapshot: Snapshot | None = None
 
     def close(self) -> None:
         self.uidlist.close()

@@ -1,11 +1,13 @@
 """Random sequences of sessions, deliveries and other programs against a simple model.
 
-Two sessions (each its own MailStore, as two IMAP connections) work on
-INBOX while mail arrives and other programs rename and delete files; the
-index is now and then deleted. After every step a fresh MailStore must
-show exactly the model's messages and flags, every UID must still belong
-to the message it was first given to, and new UIDs must be above all
-earlier ones.
+Two sessions (each its own MailStore, as IMAP connections in two
+processes) and a third that shares the first one's MailStore (two
+connections of one user in one process, whose views share their arrays
+until one changes: viewstate.py) work on INBOX while mail arrives and
+other programs rename and delete files; the index is now and then
+deleted. After every step a fresh MailStore must show exactly the model's
+messages and flags, every UID must still belong to the message it was
+first given to, and new UIDs must be above all earlier ones.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class StoreMachine(RuleBasedStateMachine):
         maildir.ensure_maildir(self.root, ["Archive"])
         self.sessions = [MailStore(self.root), MailStore(self.root)]
         self.views = [s.open_folder("INBOX") for s in self.sessions]
+        self.views.append(self.sessions[0].open_folder("INBOX"))
         self.inbox: dict[int, set[str]] = {}  # ident -> flags
         self.archive: list[tuple[int, frozenset[str]]] = []
         self.next_ident = 1
@@ -90,16 +93,16 @@ class StoreMachine(RuleBasedStateMachine):
         (self.root / "new" / f"{secs}.M{ident}P1.cp").write_bytes(message(ident))
         self.inbox[ident] = set()
 
-    @rule(who=st.integers(0, 1), wanted=flag_sets)
+    @rule(who=st.integers(0, 2), wanted=flag_sets)
     def append(self, who: int, wanted: set[str]) -> None:
         ident = self.ident()
-        self.sessions[who].append("INBOX", message(ident), wanted)
+        self.sessions[who % 2].append("INBOX", message(ident), wanted)
         self.inbox[ident] = set(wanted)
 
     # -- what sessions do ---------------------------------------------------
 
     @precondition(lambda self: self.inbox)
-    @rule(who=st.integers(0, 1), data=st.data(), wanted=flag_sets,
+    @rule(who=st.integers(0, 2), data=st.data(), wanted=flag_sets,
           mode=st.sampled_from(["add", "remove", "replace"]))
     def store(self, who: int, data, wanted: set[str], mode: str) -> None:
         idents = data.draw(st.lists(st.sampled_from(sorted(self.inbox)), max_size=4))
@@ -113,7 +116,7 @@ class StoreMachine(RuleBasedStateMachine):
             else:
                 self.inbox[i] = set(wanted)
 
-    @rule(who=st.integers(0, 1), wanted=flag_sets, mode=st.sampled_from(["add", "remove"]))
+    @rule(who=st.integers(0, 2), wanted=flag_sets, mode=st.sampled_from(["add", "remove"]))
     def store_all_shown(self, who: int, wanted: set[str], mode: str) -> None:
         """STORE 1:* on what the session shows, some of it perhaps expunged meanwhile."""
         view = self.views[who]
@@ -128,7 +131,7 @@ class StoreMachine(RuleBasedStateMachine):
                 else:
                     self.inbox[ident] -= wanted
 
-    @rule(who=st.integers(0, 1), allow=st.booleans())
+    @rule(who=st.integers(0, 2), allow=st.booleans())
     def refresh(self, who: int, allow: bool) -> None:
         view = self.views[who]
         view.refresh(allow_expunge=allow)
@@ -137,7 +140,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert view.uids == sorted(actual)
             assert all(view.flags(u) == f for u, (_, f) in actual.items())
 
-    @rule(who=st.integers(0, 1))
+    @rule(who=st.integers(0, 2))
     def expunge(self, who: int) -> None:
         view = self.views[who]
         actual = self.actual()
@@ -148,7 +151,7 @@ class StoreMachine(RuleBasedStateMachine):
                 del self.inbox[ident]
 
     @precondition(lambda self: self.inbox)
-    @rule(who=st.integers(0, 1), data=st.data(), move=st.booleans())
+    @rule(who=st.integers(0, 2), data=st.data(), move=st.booleans())
     def copy_or_move(self, who: int, data, move: bool) -> None:
         idents = data.draw(st.lists(st.sampled_from(sorted(self.inbox)), max_size=3,
                                     unique=True))
@@ -187,11 +190,14 @@ class StoreMachine(RuleBasedStateMachine):
             if path.exists():
                 os.unlink(path)
 
-    @rule(who=st.integers(0, 1))
+    @rule(who=st.integers(0, 2))
     def reconnect(self, who: int) -> None:
-        self.sessions[who].close()
-        self.sessions[who] = MailStore(self.root)
-        self.views[who] = self.sessions[who].open_folder("INBOX")
+        if who < 2:
+            self.sessions[who].close()
+            self.sessions[who] = MailStore(self.root)
+            self.views[who] = self.sessions[who].open_folder("INBOX")
+        if who != 1:
+            self.views[2] = self.sessions[0].open_folder("INBOX")
 
     # -- what must hold ---------------------------------------------------
 
