@@ -48,6 +48,8 @@ def crlf_size_of_stream(f: BinaryIO) -> int:
 
 def size_from_base(base: str) -> int | None:
     """The CRLF size Dovecot (and we) put in a base name as ,W=; None if absent."""
+    if ",W=" not in base:  # most names: skip the regex
+        return None
     m = _W_FIELD.search(base)
     return int(m.group(1)) if m else None
 

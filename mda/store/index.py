@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 FILE = "mailpair-index.sqlite"
 SCHEMA_VERSION = 1
@@ -111,9 +112,8 @@ _FOLDER_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Row:
-    """One message as the index knows it."""
+class Row(NamedTuple):
+    """One message as the index knows it (a tuple: a first look at a big folder makes 100,000)."""
 
     uid: int
     base: str
@@ -382,13 +382,15 @@ class Index:
                             " ORDER BY uid", (fid, modseq))
             return [u for (u,) in cur]
 
-    def insert(self, fid: int, rows: Iterable[tuple[Row, int | None]]) -> None:
-        """Add messages: (row, vsize or None)."""
+    def insert(self, fid: int, rows: Iterable[tuple[Row, int | None]], *,
+               modseq: int | None = None) -> None:
+        """Add messages: (row, vsize or None); with modseq, all get that one."""
         with self.write() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO messages(folder, uid, base, in_new, suffix, modseq, vsize)"
                 " VALUES(?, ?, ?, ?, ?, ?, ?)",
-                ((fid, r.uid, r.base, int(r.in_new), r.suffix, r.modseq, v) for r, v in rows),
+                ((fid, r.uid, r.base, int(r.in_new), r.suffix,
+                  r.modseq if modseq is None else modseq, v) for r, v in rows),
             )
 
     def relocate(self, fid: int, rows: Iterable[Row]) -> None:

@@ -332,13 +332,9 @@ class FolderSync:
                         unknown.append(r.base)
                     else:
                         plan.known.append(Row(uid, r.base, *plan.locations[r.base], 0))
-                added: list[Record] = []
-                for base in sorted(unknown, key=delivery_order):
-                    uid = ul.uid_of(base)
-                    if uid is None:
-                        uid = ul.assign(base)
-                        added.append(ul.records[uid])
-                    assigned.append(Row(uid, base, *plan.locations[base], 0))
+                pairs, added = ul.assign_many(sorted(unknown, key=delivery_order))
+                where = plan.locations
+                assigned = [Row(uid, base, *where[base], 0) for uid, base in pairs]
                 # Only lines that were stale when we compared: one added since
                 # belongs to a file we have not listed.
                 stale = plan.stale_records & set(ul.records)
@@ -364,10 +360,7 @@ class FolderSync:
                 modseq if r.uid in plan.flag_changed else r.modseq)
             for r in plan.moved
         ])
-        self.ix.insert(row.id, [
-            (Row(r.uid, r.base, r.in_new, r.suffix, modseq), self._known_size(ul, r))
-            for r in new_rows
-        ])
+        self.ix.insert(row.id, ((r, self._known_size(ul, r)) for r in new_rows), modseq=modseq)
         self.ix.update_folder(row.id, nextuid=ul.next_uid)
         return sig_after
 
@@ -376,7 +369,8 @@ class FolderSync:
         size = content.size_from_base(r.base)
         if size is None:
             record = ul.records.get(r.uid)
-            value = record.field("W") if record is not None else None
+            # Only Dovecot's lines carry fields (W<vsize>); ours are bare.
+            value = record.field("W") if record is not None and record.ext else None
             size = int(value) if value and value.isdigit() else None
         return size
 
