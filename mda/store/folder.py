@@ -388,6 +388,7 @@ class Folder:
             flagged: set[int] = set()
             # Plain strings: pathlib would cost more than the renames themselves.
             cur, new_dir = str(self._fs.path / "cur") + "/", str(self._fs.path / "new") + "/"
+            outcomes: dict[str, tuple[str, bool]] = {}
             for attempt in (1, 2):
                 for uid in targets:
                     r = rows.get(uid)
@@ -397,16 +398,20 @@ class Folder:
                     if unchangedsince is not None and r.modseq > unchangedsince:
                         modified.append(uid)
                         continue
-                    old = set(letters_of(r.suffix))
-                    if mode == "add":
-                        new = old | change
-                    elif mode == "remove":
-                        new = old - change
-                    else:
-                        new = (old - managed) | change
-                    if new == old and not r.in_new:
+                    # Few distinct suffixes in a folder: work each out once.
+                    outcome = outcomes.get(r.suffix)
+                    if outcome is None:
+                        old = set(letters_of(r.suffix))
+                        if mode == "add":
+                            new = old | change
+                        elif mode == "remove":
+                            new = old - change
+                        else:
+                            new = (old - managed) | change
+                        outcome = outcomes[r.suffix] = (suffix_for(new), new != old)
+                    suffix, differs = outcome
+                    if not differs and not r.in_new:
                         continue
-                    suffix = suffix_for(new)
                     try:
                         os.rename((new_dir if r.in_new else cur) + r.base + r.suffix,
                                   cur + r.base + suffix)
@@ -414,7 +419,7 @@ class Folder:
                         retry.append(uid)
                         continue
                     renamed.append(Row(uid, r.base, False, suffix, r.modseq))
-                    if new != old:
+                    if differs:
                         flagged.add(uid)  # a move out of new/ alone changes no flag
                 if not retry or attempt == 2:
                     missing.extend(retry)

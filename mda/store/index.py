@@ -40,6 +40,8 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 60.0
 # SQLite's limit on host parameters is 32766 in current versions; stay well below.
 _CHUNK = 500
+# Asked for more messages than this, rows_for reads the whole folder.
+_WHOLE_FOLDER = 5000
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -352,6 +354,15 @@ class Index:
 
     def rows_for(self, fid: int, uids: Sequence[int]) -> dict[int, Row]:
         found: dict[int, Row] = {}
+        if len(uids) > _WHOLE_FOLDER:
+            # STORE 1:*: one pass over the folder beats hundreds of IN (...) queries.
+            wanted = set(uids)
+            with self.read() as c:
+                cur = c.execute(f"SELECT {self._ROW} FROM messages WHERE folder = ?", (fid,))
+                for u, b, n, s, m in cur:
+                    if u in wanted:
+                        found[u] = Row(u, b, bool(n), s, m)
+            return found
         with self.read() as c:
             for chunk in _chunks(uids):
                 marks = ",".join("?" * len(chunk))

@@ -171,7 +171,8 @@ def test_big_flag_change_is_one_pass(tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         os.makedirs(root / sub)
-    for i in range(5_000):
+    # More than index._WHOLE_FOLDER: the rows are read in one pass over the folder.
+    for i in range(6_000):
         (root / "cur" / f"{1_600_000_000 + i}.M{i}P1.host:2,").write_bytes(b"x\n")
     with MailStore(root) as store, MailStore(root) as other:
         folder = store.open_folder("INBOX")
@@ -180,11 +181,14 @@ def test_big_flag_change_is_one_pass(tmp_path: Path, monkeypatch) -> None:
         real_bump = store.index.bump_modseq
         monkeypatch.setattr(store.index, "bump_modseq", lambda fid: bumps.append(fid) or
                             real_bump(fid))
-        result = folder.store(folder.uids, [flags.SEEN])
-        assert len(result.changed) == 5_000 and len(bumps) == 1
-        assert all(n.endswith(":2,S") for n in os.listdir(root / "cur"))
+        result = folder.store([*folder.uids[100:], 7_000], [flags.SEEN])
+        assert len(result.changed) == 5_900 and len(bumps) == 1
+        assert result.missing == [7_000]
+        assert sorted(n.endswith(":2,S") for n in os.listdir(root / "cur")) == \
+            [False] * 100 + [True] * 5_900
+        assert folder.flags(100) == frozenset() and folder.flags(101) == {flags.SEEN}
         changes = watcher.refresh()
-        assert len(changes.flags) == 5_000
+        assert len(changes.flags) == 5_900
         assert not folder.refresh()
 
 
