@@ -75,15 +75,11 @@ class Folder:
             if snap is not None and snap.key == key:
                 state = State.of(snap)
             else:
+                rows = self._ix.view_rows(row.id)
                 code = self._fs.letters.code
-                by_suffix: dict[str, int] = {}
-                rows = []
-                for uid, suffix, modseq, _ in self._ix.view_rows(row.id):
-                    c = by_suffix.get(suffix)
-                    if c is None:
-                        c = by_suffix[suffix] = code(letters_of(suffix))
-                    rows.append((uid, c, modseq))
-                state = State.from_rows(rows)
+                by_suffix = {s: code(letters_of(s)) for s in {r[1] for r in rows}}
+                state = State.from_columns([r[0] for r in rows], [by_suffix[r[1]] for r in rows],
+                                           [r[2] for r in rows])
                 self._fs.snapshot = state.publish(key)
             in_new = self._ix.rows_in_new(row.id)
         self._fid, self.uidvalidity = row.id, row.uidvalidity

@@ -311,7 +311,7 @@ class FolderSync:
         """Carry out a plan; returns the uidlist signature after our write (None: no write),
         or False if the uidlist's UIDVALIDITY changed meanwhile."""
         sig_after: str | None = None
-        assigned: list[Row] = []
+        assigned: list[tuple[int, str]] = []  # (uid, base): no Row for each of 100,000
         if plan.unknown or plan.stale_records or plan.restore:
             with self.uidlist.locked():
                 fresh = self.uidlist.read()
@@ -332,9 +332,7 @@ class FolderSync:
                         unknown.append(r.base)
                     else:
                         plan.known.append(Row(uid, r.base, *plan.locations[r.base], 0))
-                pairs, added = ul.assign_many(sorted(unknown, key=delivery_order))
-                where = plan.locations
-                assigned = [Row(uid, base, *where[base], 0) for uid, base in pairs]
+                assigned, added = ul.assign_many(sorted(unknown, key=delivery_order))
                 # Only lines that were stale when we compared: one added since
                 # belongs to a file we have not listed.
                 stale = plan.stale_records & set(ul.records)
@@ -344,13 +342,12 @@ class FolderSync:
                 elif added:
                     self.uidlist.append(ul, added)
                 sig_after = _sig_text(self.uidlist.signature())
-        new_rows = plan.known + assigned
-        if not (new_rows or plan.moved or plan.expunge):
+        if not (plan.known or assigned or plan.moved or plan.expunge):
             if ul.next_uid != row.nextuid:
                 self.ix.update_folder(row.id, nextuid=ul.next_uid)
             return sig_after
         modseq = row.highestmodseq
-        if new_rows or plan.flag_changed or plan.expunge:
+        if plan.known or assigned or plan.flag_changed or plan.expunge:
             modseq = self.ix.bump_modseq(row.id)
         if plan.expunge:
             self.ix.expunge(row.id, plan.expunge, modseq)
@@ -360,15 +357,19 @@ class FolderSync:
                 modseq if r.uid in plan.flag_changed else r.modseq)
             for r in plan.moved
         ])
-        self.ix.insert(row.id, ((r, self._known_size(ul, r)) for r in new_rows), modseq=modseq)
+        where, size = plan.locations, self._known_size
+        self.ix.add_messages(row.id, modseq, (
+            (uid, base, *where[base], size(ul, uid, base))
+            for uid, base in [*((r.uid, r.base) for r in plan.known), *assigned]
+        ))
         self.ix.update_folder(row.id, nextuid=ul.next_uid)
         return sig_after
 
     @staticmethod
-    def _known_size(ul: UidList, r: Row) -> int | None:
-        size = content.size_from_base(r.base)
+    def _known_size(ul: UidList, uid: int, base: str) -> int | None:
+        size = content.size_from_base(base)
         if size is None:
-            record = ul.records.get(r.uid)
+            record = ul.records.get(uid)
             # Only Dovecot's lines carry fields (W<vsize>); ours are bare.
             value = record.field("W") if record is not None and record.ext else None
             size = int(value) if value and value.isdigit() else None

@@ -80,6 +80,11 @@ class State:
             modseqs.append(modseq)
         return cls(uids, codes, modseqs, shared=False)
 
+    @classmethod
+    def from_columns(cls, uids: list[int], codes: list[int], modseqs: list[int]) -> State:
+        """From three lists of the same length, ascending by UID."""
+        return cls(array(_UID, uids), array(_CODE, codes), array(_MODSEQ, modseqs), shared=False)
+
     def publish(self, key: tuple[str, int, int]) -> Snapshot:
         """Share this content as a snapshot; the next change here copies first."""
         self._shared = True
