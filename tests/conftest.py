@@ -337,11 +337,16 @@ def _show_logs_on_failure(request):
             print(f"----- {d} log -----\n{st.log(d)[-20000:]}")
 
 
+# Debian packages whose name is not the program's.
+PACKAGE_OF = {"mbsync": "isync", "offlineimap": "offlineimap3"}
+
+
 def require_tool(name: str) -> str:
     """Path of a Debian client the test drives; under CI its absence is a failure."""
     path = shutil.which(name)
     if path:
         return path
+    package = PACKAGE_OF.get(name, name)
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{name} is missing: .ci/run installs it")
-    pytest.skip(f"{name} is not installed (apt-get install {name})")
+        pytest.fail(f"{name} is missing: .ci/run installs it (package {package})")
+    pytest.skip(f"{name} is not installed (apt-get install {package})")
