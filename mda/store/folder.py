@@ -17,6 +17,7 @@ worker thread, one session per MailStore for parallelism.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 from collections.abc import Iterable, Sequence
@@ -87,6 +88,7 @@ class Folder:
         self._fid_epoch = self._epoch
         self._state = state
         self._claim_recent(in_new)
+        self._claim_marked(state.uids)
 
     def _claim_recent(self, rows: list[Row]) -> None:
         """Move messages nobody has seen from new/ to cur/; they are \\Recent in this view."""
@@ -106,6 +108,23 @@ class Folder:
                 moved.append(Row(r.uid, r.base, False, suffix, r.modseq))
             self._ix.relocate(self._fid, moved)
         self._recent.update(r.uid for r in moved)
+
+    def _claim_marked(self, appeared: Sequence[int]) -> None:
+        """Of the UIDs that just appeared in this view (ascending), those at or above the
+        folder's recent mark are \\Recent here (appended or copied in: index.recent_mark)."""
+        if not appeared:
+            return
+        if self.readonly:
+            mark = self._ix.recent_mark(self._fid)
+            if mark is not None:
+                self._recent.update(appeared[bisect.bisect_left(appeared, mark):])
+            return
+        with self._ix.write():
+            mark = self._ix.recent_mark(self._fid)
+            if mark is not None:
+                self._recent.update(appeared[bisect.bisect_left(appeared, mark):])
+            if mark is None or mark < self._uidnext:
+                self._ix.set_recent_mark(self._fid, self._uidnext)
 
     def refresh(self, *, allow_expunge: bool = True) -> Changes:
         """Take in what others did: new messages, expunges, flag changes.
@@ -183,6 +202,7 @@ class Folder:
             state.update(update)
         self._recent.difference_update(changes.expunged)
         self._claim_recent([r for r in fresh if r.in_new])
+        self._claim_marked(changes.added)
         return changes
 
     def _folder_id(self, *, sync: bool = False) -> int:

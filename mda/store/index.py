@@ -308,6 +308,7 @@ class Index:
         with self.write() as c:
             for table in ("messages", "expunged", "parsed"):
                 c.execute(f"DELETE FROM {table} WHERE folder = ?", (fid,))
+            c.execute("DELETE FROM meta WHERE key = ?", (f"recent:{fid}",))
             c.execute("UPDATE folders SET tomb_floor = highestmodseq WHERE id = ?", (fid,))
 
     def drop_folder(self, dirname: str) -> None:
@@ -447,14 +448,32 @@ class Index:
                       (floor, fid))
 
     def counts(self, fid: int) -> tuple[int, int, int]:
-        """(messages, in new/, without \\Seen)."""
+        """(messages, \\Recent ones: in new/ or at or above the recent mark, without \\Seen)."""
         with self.read() as c:
+            mark = self.recent_mark(fid)
             return c.execute(
-                "SELECT count(*), coalesce(sum(in_new), 0),"
+                "SELECT count(*), coalesce(sum(in_new OR uid >= ?), 0),"
                 " coalesce(sum(NOT (suffix LIKE ':2,%' AND instr(substr(suffix, 4), 'S') > 0)), 0)"
                 " FROM messages WHERE folder = ?",
-                (fid,),
+                (mark if mark is not None else 2**32, fid),
             ).fetchone()
+
+    # \Recent (RFC 3501 2.3.2.e) belongs to the first session that sees a
+    # message. Files in new/ are claimed by moving them to cur/; messages a
+    # client appended or copied go straight to cur/, so the folder keeps a
+    # mark instead, as Dovecot's first_recent_uid: UIDs from the mark up are
+    # recent for the next writable view, which then moves the mark to UIDNEXT.
+    # In `meta`, so that indexes made before it need no new schema.
+
+    def recent_mark(self, fid: int) -> int | None:
+        """None until a view first looked at the folder (what was there then is old)."""
+        with self.read() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = ?", (f"recent:{fid}",)).fetchone()
+        return int(row[0]) if row else None
+
+    def set_recent_mark(self, fid: int, uid: int) -> None:
+        with self.write() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES(?, ?)", (f"recent:{fid}", str(uid)))
 
     # -- sizes, dates, parsed data -------------------------------------
 

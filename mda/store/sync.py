@@ -426,6 +426,9 @@ class FolderSync:
             ul = self.uidlist.read()
             if ul is None:
                 raise NoSuchFolder(f"{self.path}: its uidlist is gone")
+            if self.ix.recent_mark(fid) is None:
+                # Appended or copied in before any view looked: \Recent for the first.
+                self.ix.set_recent_mark(fid, ul.next_uid)
             added = []
             for base, _, _ in files:
                 uid = ul.uid_of(base)

@@ -59,7 +59,8 @@ def deliver(stack: Stack, msg: bytes) -> None:
 
 
 def server_view(stack: Stack, mailbox: str) -> dict[bytes, tuple[int, frozenset[str]]]:
-    """Every message of a folder: its bytes -> (UID, flags), read without changing \\Seen."""
+    """Every message of a folder: its bytes -> (UID, stored flags), read without changing
+    \\Seen (nor \\Recent, which belongs to a session and is left out)."""
     c = stack.imap(ALICE)
     typ, _ = c.select(mailbox, readonly=True)
     assert typ == "OK"
@@ -72,7 +73,7 @@ def server_view(stack: Stack, mailbox: str) -> dict[bytes, tuple[int, frozenset[
         head, body = item
         uid = int(re.search(rb"UID (\d+)", head).group(1))
         flags = re.search(rb"FLAGS \(([^)]*)\)", head).group(1).decode().split()
-        out[body] = (uid, frozenset(flags))
+        out[body] = (uid, frozenset(flags) - {"\\Recent"})
     return out
 
 

@@ -128,11 +128,15 @@ def mdad(bare_stack: Stack) -> Stack:
 
 
 def append(stack: Stack, *messages: bytes, flags: str = "", date: datetime | None = None,
-           mailbox: str = "INBOX") -> None:
+           mailbox: str = "INBOX", recent: bool = False) -> None:
+    """APPEND; then, unless recent, look at the mailbox once, so that the messages
+    are no longer \\Recent for the sessions of the test (test_recent_... is about that)."""
     c = stack.imap(ALICE)
     for m in messages:
         typ, _ = c.append(mailbox, flags, imaplib.Time2Internaldate(date) if date else None, m)
         assert typ == "OK"
+    if not recent:
+        assert c.select(mailbox)[0] == "OK"
     c.logout()
 
 
@@ -154,7 +158,7 @@ def test_fetch_every_item_of_a_known_message(mdad):
     line = untagged[0]
     assert line.startswith(b"* 1 FETCH (FLAGS (")
     flags = re.search(rb"FLAGS \(([^)]*)\)", line).group(1).split()
-    assert sorted(flags) == [b"$Work", b"\\Flagged"]  # APPEND: not \\Recent
+    assert sorted(flags) == [b"$Work", b"\\Flagged"]
     date = re.search(rb'INTERNALDATE "([^"]+)"', line).group(1).decode()
     parsed = datetime.strptime(date, "%d-%b-%Y %H:%M:%S %z")
     assert parsed == when("2020-02-03")
@@ -371,7 +375,7 @@ def test_search_keys(mdad):
     assert found("OR", "FLAGGED", "SEEN") == [3, 4]
     assert found("2:3") == [2, 3]
     assert found("UID", "3:*") == [3, 4]
-    assert found("NEW") == []  # appended: none is \Recent
+    assert found("NEW") == []  # append() looked at them: none is \Recent
     typ, data = c.uid("SEARCH", "SUBJECT", "report")
     assert data == [b"1 4"]
     # The encoded-word subject, found by its UTF-8 text.
@@ -574,3 +578,35 @@ def test_new_mail_while_selected_is_announced_and_fetchable(stack):
     assert env.subject == b"fresh"
     assert env.from_[0].host == b"example.net"
     c.logout()
+
+
+# -- \Recent ---------------------------------------------------------------------
+
+
+def test_recent_is_given_to_appended_and_copied_messages(mdad):
+    """RFC 3501 2.3.2 (e), 6.3.11 and 6.4.7: a message appended or copied in is \\Recent
+    for the first session that selects its mailbox, and for no other."""
+    append(mdad, simple("one"), simple("two"), recent=True)
+    a, b = Raw(mdad), Raw(mdad)
+    assert a.ok("STATUS INBOX (RECENT)") == [b'* STATUS INBOX (RECENT 2)\r\n']
+    assert b"* 2 RECENT\r\n" in a.ok("SELECT INBOX")
+    assert a.ok("FETCH 1:* (FLAGS)") == [b"* 1 FETCH (FLAGS (\\Recent))\r\n",
+                                         b"* 2 FETCH (FLAGS (\\Recent))\r\n"]
+    assert b"* 0 RECENT\r\n" in b.ok("SELECT INBOX")
+    assert b.ok("SEARCH RECENT") == [b"* SEARCH\r\n"]
+
+    # APPEND into the mailbox the session has selected: recent there.
+    untagged = a.ok(b"APPEND INBOX (\\Seen) {%d+}\r\n" % len(simple("three")) + simple("three"))
+    untagged += a.ok("NOOP")
+    assert b"* 3 EXISTS\r\n" in untagged and b"* 3 RECENT\r\n" in untagged
+    assert a.ok("FETCH 3 (FLAGS)") == [b"* 3 FETCH (FLAGS (\\Seen \\Recent))\r\n"]
+    assert b"* 3 EXISTS\r\n" in b.ok("NOOP")
+    assert b.ok("FETCH 3 (FLAGS)") == [b"* 3 FETCH (FLAGS (\\Seen))\r\n"]
+
+    # COPY: recent for whoever first selects the target; EXAMINE takes nothing.
+    b.ok("COPY 1:2 Archive")
+    assert b"* 2 RECENT\r\n" in b.ok("EXAMINE Archive")
+    assert b"* 2 RECENT\r\n" in a.ok("SELECT Archive")
+    assert a.ok("SEARCH RECENT") == [b"* SEARCH 1 2\r\n"]
+    assert b"* 0 RECENT\r\n" in b.ok("SELECT Archive")
+    assert a.ok("STATUS INBOX (RECENT)") == [b'* STATUS INBOX (RECENT 0)\r\n']
