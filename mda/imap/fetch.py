@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from mda.store.headerscan import HeaderFields
 from mda.store.message import Param, Part, crlf, parse_addresses
 
 __all__ = [
+    "ENVELOPE_FIELDS",
     "body",
     "bodystructure",
     "envelope",
@@ -29,6 +31,9 @@ __all__ = [
 ]
 
 NIL = b"NIL"
+# The header fields `envelope` reads.
+ENVELOPE_FIELDS = ("date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc",
+                   "in-reply-to", "message-id")
 _NEEDS_LITERAL = re.compile(rb"[^\x20-\x7e]")
 # RFC 3501 requires at least one body in a multipart; for one without parts
 # clients get an empty text/plain, as Dovecot sends.
@@ -42,7 +47,8 @@ def nstring(value: bytes | str | None) -> bytes:
         return NIL
     if isinstance(value, str):
         value = value.encode("utf-8", "surrogateescape")
-    if b"\0" in value:
+    # NUL is not printable: only a value that needs a literal can hold one.
+    if _NEEDS_LITERAL.search(value) is not None and b"\0" in value:
         value = value.replace(b"\0", b"")
     if _NEEDS_LITERAL.search(value) is None:
         if b"\\" in value or b'"' in value:
@@ -60,7 +66,25 @@ def _token(value: str) -> bytes:
 # --- ENVELOPE -----------------------------------------------------------------
 
 
+# Address lists recur (the user's own To:, regular correspondents' From:), and
+# formatting one costs more than looking it up.
+_ADDRESS_MEMO: dict[bytes, bytes] = {}
+_ADDRESS_MEMO_MAX = 4096
+
+
 def _address_list(raw: bytes | None) -> bytes:
+    if not raw:
+        return NIL
+    found = _ADDRESS_MEMO.get(raw)
+    if found is None:
+        found = _format_addresses(raw)
+        if len(_ADDRESS_MEMO) >= _ADDRESS_MEMO_MAX:
+            _ADDRESS_MEMO.clear()
+        _ADDRESS_MEMO[raw] = found
+    return found
+
+
+def _format_addresses(raw: bytes) -> bytes:
     addresses = parse_addresses(raw)
     if not addresses:
         return NIL
@@ -86,10 +110,10 @@ def _address_list(raw: bytes | None) -> bytes:
     return b"".join(out)
 
 
-def envelope(msg: Part) -> bytes:
-    """The ENVELOPE of a message (the root Part, or Part.message), with its
-    parentheses: (date subject from sender reply-to to cc bcc in-reply-to
-    message-id).
+def envelope(msg: Part | HeaderFields) -> bytes:
+    """The ENVELOPE of a message (the root Part, or Part.message, or its
+    ENVELOPE_FIELDS read alone), with its parentheses: (date subject from
+    sender reply-to to cc bcc in-reply-to message-id).
 
     Values are the first field of each name, unfolded but not decoded (RFC
     2047 words stay encoded; clients decode). An absent field is NIL, an

@@ -15,6 +15,8 @@ read, and the new FLAGS go out with the data (RFC 3501 6.4.5).
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,12 +24,14 @@ from typing import TYPE_CHECKING
 from mda.imap import commands as C
 from mda.imap import fetch as F
 from mda.imap import response as R
+from mda.imap import searchcache
 from mda.imap.fetchitems import BodySection, FetchAtt, FetchItem
 from mda.imap.msgset import InvalidSequence, Target, flag_list, guarded, local_time, resolve
 from mda.store import errors as E
 from mda.store import message
 from mda.store.flags import SEEN
 from mda.store.folder import Folder
+from mda.store.headerscan import FieldReader, HeaderFields
 
 if TYPE_CHECKING:
     from mda.imap.session import Session
@@ -47,6 +51,7 @@ CACHED: dict[str, tuple[Callable[[message.Part], bytes], int]] = {
     "BODYSTRUCTURE": (F.bodystructure, WHOLE),
 }
 CACHE_KEY = {"ENVELOPE": "envelope", "BODY": "body", "BODYSTRUCTURE": "bodystructure"}
+_HEADER_FIELDS = FieldReader(F.ENVELOPE_FIELDS + searchcache.FIELDS)
 
 
 def _level(att: FetchAtt) -> int:
@@ -62,6 +67,12 @@ def _level(att: FetchAtt) -> int:
     return WHOLE
 
 
+def _is_raw(att: FetchAtt) -> bool:
+    if isinstance(att, FetchItem):
+        return att.name == "RFC822"
+    return not att.section.part and att.section.text is None
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one FETCH command needs, worked out once."""
@@ -71,6 +82,8 @@ class Plan:
     modseq_last: bool  # CHANGEDSINCE always answers MODSEQ
     sets_seen: bool  # some item sets \Seen and the mailbox is writable
     content: int  # what must be read for the non-cached items
+    structure: bool  # some non-cached item needs the MIME tree (a part number)
+    raw: bool  # every non-cached item is the whole message as stored (BODY[], RFC822)
     cached: tuple[str, ...]  # ENVELOPE, BODY, BODYSTRUCTURE asked for
     names: frozenset[str]
 
@@ -83,32 +96,62 @@ class Plan:
             modseq_last=cmd.changedsince is not None and "MODSEQ" not in names,
             sets_seen=writable and any(a.sets_seen for a in cmd.items),
             content=max((_level(a) for a in cmd.items), default=NOTHING),
+            structure=any(isinstance(a, BodySection) and a.section.part for a in cmd.items),
+            raw=all(_is_raw(a) for a in cmd.items if _level(a) != NOTHING),
             cached=tuple(n for n in CACHED if n in names),
             names=names,
         )
 
 
+def _header_from(read: Callable[[int], bytes]) -> bytes:
+    data = b""
+    while chunk := read(HEADER_READ):
+        look = max(0, len(data) - 2)
+        data += chunk
+        if data[:1] == b"\n":
+            return data[:1]
+        if data[:2] == b"\r\n":
+            return data[:2]
+        ends = []
+        lf = data.find(b"\n\n", look)
+        if lf >= 0:
+            ends.append(lf + 2)
+        crlf = data.find(b"\n\r\n", look)
+        if crlf >= 0:
+            ends.append(crlf + 3)
+        if ends:
+            return data[: min(ends)]
+    return data
+
+
 def read_header(folder: Folder, uid: int) -> bytes:
     """The message's header block with its blank line (the whole file if it has none)."""
     with folder.open_message(uid) as f:
-        data = b""
-        while chunk := f.read(HEADER_READ):
-            look = max(0, len(data) - 2)
-            data += chunk
-            if data[:1] == b"\n":
-                return data[:1]
-            if data[:2] == b"\r\n":
-                return data[:2]
-            ends = []
-            lf = data.find(b"\n\n", look)
-            if lf >= 0:
-                ends.append(lf + 2)
-            crlf = data.find(b"\n\r\n", look)
-            if crlf >= 0:
-                ends.append(crlf + 3)
-            if ends:
-                return data[: min(ends)]
-        return data
+        return _header_from(f.read)
+
+
+def read_at(folder: Folder, paths: dict[int, str], uid: int, header_only: bool) -> bytes:
+    """read_header or Folder.read, from the path `Folder.paths_of` gave when
+    there is one: a bulk read then costs no index query per message. A path
+    gone stale (the file was renamed since) is looked up again the slow way,
+    which also raises MessageGone for an expunged message.
+    """
+    path = paths.get(uid)
+    if path is not None:
+        try:
+            if not header_only:
+                with open(path, "rb") as f:
+                    return f.read()
+            # A bare descriptor: a file object costs more than reading the header.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            pass
+        else:
+            try:
+                return _header_from(lambda n: os.read(fd, n))
+            finally:
+                os.close(fd)
+    return read_header(folder, uid) if header_only else folder.read(uid)
 
 
 def select_targets(folder: Folder, cmd: C.Fetch) -> list[Target]:
@@ -133,36 +176,60 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
     uids = [u for _, u in batch]
     cache = {n: folder.get_parsed_many(CACHE_KEY[n], uids) for n in plan.cached}
     fresh: dict[str, dict[int, bytes]] = {n: {} for n in plan.cached}
-    parsed: dict[int, message.Part] = {}
-    gone: set[int] = set()
-    read = done = 0
-    for _, uid in batch:
-        done += 1
+    levels: dict[int, int] = {}
+    for uid in uids:
         level = plan.content
         for n in plan.cached:
             if uid not in cache[n]:
                 level = max(level, CACHED[n][1])
+        if level != NOTHING:
+            levels[uid] = level
+    paths = folder.paths_of(list(levels)) if levels else {}
+    parsed: dict[int, message.Part | bytes] = {}  # bytes: the message, for plan.raw
+    headers: dict[int, message.Part | HeaderFields] = {}  # for the search cache
+    raws: dict[int, bytes] = {}  # read, not parsed: for the search cache if need be
+    gone: set[int] = set()
+    read = done = 0
+    for _, uid in batch:
+        done += 1
+        level = levels.get(uid, NOTHING)
         if level == NOTHING:
             continue
         try:
-            data = read_header(folder, uid) if level == HEADER else folder.read(uid)
+            data = read_at(folder, paths, uid, header_only=level == HEADER)
         except (E.MessageGone, FileNotFoundError):
             gone.add(uid)
             continue
         read += len(data)
-        msg = message.parse(data)
+        # The MIME scan only for what needs the tree; the rest looks at the
+        # root's header and spans, which parse_header gives alike and cheaper,
+        # and ENVELOPE alone at a few fields. BODY[] needs no parsing at all.
+        msg: message.Part | HeaderFields | None = None
+        if plan.structure or any(uid not in cache[n] for n in plan.cached if n != "ENVELOPE"):
+            msg = message.parse(data)
+        elif plan.content and not plan.raw:
+            msg = message.parse_header(data)
+        elif any(uid not in cache[n] for n in plan.cached):
+            msg = _HEADER_FIELDS.read(data)
+        if msg is None:
+            raws[uid] = data
+        else:
+            headers[uid] = msg
         for n in plan.cached:
             if uid not in cache[n]:
+                assert msg is not None
                 value = CACHED[n][0](msg)
                 cache[n][uid] = fresh[n][uid] = value
         if plan.content:
-            parsed[uid] = msg
+            parsed[uid] = data if plan.raw else msg  # type: ignore[assignment]
         if read >= CHUNK_BYTES:
             break
     batch = batch[:done]
     for n, values in fresh.items():
         if values:
             folder.put_parsed_many(CACHE_KEY[n], values)  # type: ignore[arg-type]
+    if headers or raws:
+        _keep_search_text(folder, headers, raws, fresh)
     ok = [u for _, u in batch if u not in gone]
     seen_now: set[int] = set()
     if plan.sets_seen and ok:
@@ -187,7 +254,30 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
     return Chunk(out, start + done, lost)
 
 
-def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | None,
+def _keep_search_text(folder: Folder, headers: dict[int, message.Part | HeaderFields],
+                      raws: dict[int, bytes], fresh: dict[str, dict[int, bytes]]) -> None:
+    """Store the search text of the messages whose header was parsed, unless
+    the index has it, so a later SEARCH FROM/SUBJECT/... opens no file."""
+    # A message whose ENVELOPE (or BODY...) was not cached yet has surely no
+    # search text either; asking would cost more than writing it again.
+    new = {u for values in fresh.values() for u in values}
+    ask = [u for u in (*headers, *raws) if u not in new]
+    have = folder.get_parsed_many(searchcache.KEY, ask) if ask else {}
+    values = {u: searchcache.record(msg) for u, msg in headers.items()
+              if u in new or searchcache.load(have.get(u)) is None}
+    for u, data in raws.items():
+        if searchcache.load(have.get(u)) is None:
+            values[u] = searchcache.record(_HEADER_FIELDS.read(data))
+    if values:
+        try:
+            folder.put_parsed_many(searchcache.KEY, values)  # type: ignore[arg-type]
+        except (OSError, sqlite3.Error):
+            # Only a head start for SEARCH, which reads the files without it:
+            # no reason to fail a FETCH that never had to write.
+            pass
+
+
+def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | bytes | None,
            cache: dict[str, dict[int, object]], flags: dict, sizes: dict, dates: dict,
            seen_now: bool, condstore: bool) -> list[tuple[str, bytes]] | None:
     """One message's FETCH items, or None when some of its data is gone."""
@@ -200,7 +290,10 @@ def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | None,
                 return None
             sec = att.section
             fields = sec.fields if sec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT") else None
-            data = F.section(msg, sec.part, sec.text, fields)
+            if isinstance(msg, bytes):
+                data = message.crlf(msg)  # what F.section gives for BODY[]
+            else:
+                data = F.section(msg, sec.part, sec.text, fields)
             if att.partial is not None:
                 data = F.partial(data, *att.partial)
             items.append((att.response_name(), R.literal(data)))
@@ -230,6 +323,9 @@ def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | None,
         else:  # RFC822, RFC822.HEADER, RFC822.TEXT
             if msg is None:
                 return None
+            if isinstance(msg, bytes):
+                items.append((name, R.literal(message.crlf(msg))))  # RFC822
+                continue
             text = {"RFC822": None, "RFC822.HEADER": "HEADER", "RFC822.TEXT": "TEXT"}[name]
             items.append((name, R.literal(F.section(msg, (), text))))
     if seen_now and "FLAGS" not in plan.names:

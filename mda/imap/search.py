@@ -48,6 +48,11 @@ class SearchTarget(Protocol):
     body as text, ideally with transfer encodings undone. `sent_date()` is
     the Date: field parsed (see `parse_sent_date`), None when missing or
     unreadable.
+
+    A target may also have `header_folded(name)`: the values of `header(name)`
+    already unfolded, decoded and case-folded (`decode_words(v).casefold()`),
+    or None when it does not know them; a store that keeps them saves the
+    decoding of every message on every search.
     """
 
     @property
@@ -147,6 +152,10 @@ class Searcher:
                 needle = value.casefold()
 
                 def header_test(m: SearchTarget, c: dict) -> bool:
+                    known = getattr(m, "header_folded", None)
+                    values = known(field) if known is not None else None
+                    if values is not None:
+                        return any(needle in v for v in values)
                     return any(needle in decode_words(v).casefold() for v in m.header(field))
 
                 return header_test, _HEADERS
@@ -213,7 +222,10 @@ _Q_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 def decode_words(value: str) -> str:
     """Unfold a header value and decode its encoded words; any word that
     cannot be decoded stays as it was written."""
-    value = _FOLD.sub("", value)
+    if "\n" in value:
+        value = _FOLD.sub("", value)
+    if "=?" not in value:
+        return value  # no encoded word: most values, and worth the shortcut
     out: list[str] = []
     run: list[tuple[str, bytes]] = []  # adjacent decoded words, for split characters
     pos = 0

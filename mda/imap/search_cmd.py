@@ -4,25 +4,29 @@
 `SearchTarget`, loading only what the program needs: flags, sizes, dates
 and modseqs come from the view and the index in one call each; a message
 file is opened only for keys on headers or text, and then only its header
-when that is enough. The address and subject fields (SEARCH_FIELDS) are
-kept in the index after the first search that reads them, so the next
-`SEARCH FROM ...` opens no file.
+when that is enough. The address, subject and date fields (SEARCH_FIELDS)
+are kept in the index, ready to compare (`searchcache`), by the first FETCH
+or SEARCH that reads a header, so the next `SEARCH FROM ...` opens no file.
+
+Files are read after a first pass over the mailbox, which answers every
+message it can without one; the rest are then read together, a block of
+paths per index query.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from mda.imap import commands as C
 from mda.imap import response as R
-from mda.imap.fetch_cmd import read_header
+from mda.imap import searchcache
+from mda.imap.fetch_cmd import read_at
 from mda.imap.msgset import RECENT, guarded, local_time
 from mda.imap.search import Searcher, parse_sent_date
 from mda.imap.searchkeys import (
@@ -43,14 +47,18 @@ from mda.store import errors as E
 from mda.store import message
 from mda.store.folder import Folder
 from mda.store.headerfields import decode_bytes
+from mda.store.headerscan import FieldReader, HeaderFields
 
 if TYPE_CHECKING:
     from mda.imap.session import Session
 
 # Header fields cached for SEARCH, lower case.
-SEARCH_FIELDS = ("from", "to", "cc", "bcc", "subject", "date")
-CACHE_KEY = "search-headers"
-CACHE_BLOCK = 500
+SEARCH_FIELDS = searchcache.FIELDS
+CACHE_KEY = searchcache.KEY
+# Messages read per paths_of query in the second pass.
+READ_BLOCK = 1000
+_SEARCH_FIELDS = FieldReader(SEARCH_FIELDS)
+_NOTHING = searchcache.encode(searchcache.EMPTY)
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
@@ -144,38 +152,74 @@ def body_text(msg: message.Part) -> str:
     return "\n".join(out)
 
 
+class _Unread(Exception):
+    """The first pass met a message it cannot judge without reading its file."""
+
+
 class Context:
     """Shared by the messages of one SEARCH: the batched data and the cache."""
 
     def __init__(self, folder: Folder, needs: Needs, uids: list[int]) -> None:
         self.folder = folder
         self.needs = needs
+        self.cacheable = needs.cacheable
         self.uids = uids
         self.flags = folder.flags_of(uids) if needs.flags else {}
         self.sizes = folder.sizes(uids) if needs.sizes else {}
         self.dates = folder.internal_dates(uids) if needs.dates else {}
-        self.cache: dict[int, object] = {}
-        self.loaded_blocks: set[int] = set()
+        # The whole folder's search text in one query: most searches look at
+        # every message, and a query per block costs more than the rows.
+        self.records = folder.get_parsed_many(CACHE_KEY) if self.cacheable else {}
+        self.fields: dict[int, searchcache.Fields] = {}
         self.fresh: dict[int, str] = {}
+        self.deferring = True  # the first pass: files are read later, together
+        self.paths: dict[int, str] = {}
 
-    def cached_fields(self, index: int, uid: int) -> dict[str, list[str]] | None:
-        block = index // CACHE_BLOCK
-        if block not in self.loaded_blocks:
-            self.loaded_blocks.add(block)
-            ids = self.uids[block * CACHE_BLOCK : (block + 1) * CACHE_BLOCK]
-            self.cache.update(self.folder.get_parsed_many(CACHE_KEY, ids))
-        value = self.cache.get(uid)
-        if not isinstance(value, str):
-            return None
+    def fields_of(self, msg: Message) -> searchcache.Fields:
+        uid = msg.uid
+        found = self.fields.get(uid)
+        if found is None:
+            found = searchcache.load(self.records.get(uid))
+            if found is None:
+                part = msg.parsed(False)  # which usually stores the fields
+                found = self.fields.get(uid) or searchcache.fields_of(part)
+            self.fields[uid] = found
+        return found
+
+    def read(self, uid: int, whole: bool) -> message.Part | HeaderFields:
+        if self.deferring:
+            raise _Unread
         try:
-            found = json.loads(value)
-        except ValueError:
-            return None
-        return found if isinstance(found, dict) else None
+            data = read_at(self.folder, self.paths, uid, header_only=not whole)
+        except (E.MessageGone, FileNotFoundError):
+            msg = message.parse_header(b"")  # expunged meanwhile: nothing in it matches
+            if self.cacheable:
+                self.fields[uid] = searchcache.EMPTY
+            return msg
+        msg: message.Part | HeaderFields
+        if whole:
+            msg = message.parse(data)
+        elif self.cacheable:
+            msg = _SEARCH_FIELDS.read(data)  # nothing else will be asked
+        else:
+            msg = message.parse_header(data)
+        if self.cacheable:
+            stored = self.fresh[uid] = searchcache.record(msg)
+            self.fields[uid] = searchcache.load(stored) or searchcache.fields_of(msg)
+        return msg
 
-    def remember(self, uid: int, msg: message.Part) -> None:
-        values = {n: [v.decode("latin-1") for v in msg.get_all(n)] for n in SEARCH_FIELDS}
-        self.fresh[uid] = json.dumps(values, separators=(",", ":"))
+    def read_records(self, uids: list[int]) -> None:
+        """Read the search text of many messages, a block of paths per query."""
+        for b in range(0, len(uids), READ_BLOCK):
+            block = uids[b : b + READ_BLOCK]
+            paths = self.folder.paths_of(block)
+            for uid in block:
+                try:
+                    data = read_at(self.folder, paths, uid, header_only=True)
+                except (E.MessageGone, FileNotFoundError):
+                    self.records[uid] = _NOTHING  # expunged meanwhile: nothing in it matches
+                    continue
+                self.records[uid] = self.fresh[uid] = searchcache.record(_SEARCH_FIELDS.read(data))
 
     def save(self) -> None:
         if self.fresh:
@@ -185,16 +229,14 @@ class Context:
 class Message:
     """One message as a `SearchTarget`, reading its file only when asked to."""
 
-    __slots__ = ("seq", "uid", "_index", "_ctx", "_msg", "_whole", "_fields")
+    __slots__ = ("seq", "uid", "_ctx", "_msg", "_whole")
 
     def __init__(self, ctx: Context, index: int, uid: int) -> None:
         self.seq = index + 1
         self.uid = uid
-        self._index = index
         self._ctx = ctx
-        self._msg: message.Part | None = None
+        self._msg: message.Part | HeaderFields | None = None
         self._whole = False
-        self._fields: dict[str, list[str]] | None = None
 
     @property
     def flags(self) -> Collection[str]:
@@ -214,38 +256,43 @@ class Message:
     def modseq(self) -> int:
         return self._ctx.folder.modseq(self.uid)
 
-    def _parsed(self, whole: bool) -> message.Part:
+    def parsed(self, whole: bool) -> message.Part | HeaderFields:
         if self._msg is None or (whole and not self._whole):
-            folder = self._ctx.folder
-            try:
-                data = folder.read(self.uid) if whole else read_header(folder, self.uid)
-            except (E.MessageGone, FileNotFoundError):
-                data = b""  # expunged meanwhile: nothing in it matches
-            self._msg, self._whole = message.parse(data), whole
-            if data and self._ctx.needs.cacheable:
-                self._ctx.remember(self.uid, self._msg)
+            self._msg, self._whole = self._ctx.read(self.uid, whole), whole
         return self._msg
+
+    def header_folded(self, name: str) -> list[str] | None:
+        key = name.lower()
+        if not self._ctx.cacheable or key not in searchcache.FOLDED:
+            return None
+        return self._ctx.fields_of(self)[key]
 
     def header(self, name: str) -> list[str]:
         ctx = self._ctx
         key = name.lower()
-        if ctx.needs.cacheable and self._msg is None:
-            if self._fields is None:
-                self._fields = ctx.cached_fields(self._index, self.uid)
-            if self._fields is not None and key in self._fields:
-                return [_text(v.encode("latin-1")) for v in self._fields[key]]
-        msg = self._parsed(ctx.needs.body)
+        if ctx.cacheable and key == "date":
+            return ctx.fields_of(self)[key]
+        msg = self.parsed(ctx.needs.body)
         return [_text(v) for v in msg.get_all(key)]
 
     def header_text(self) -> str:
-        return _text(self._parsed(self._ctx.needs.body).header)
+        return _text(self.parsed(self._ctx.needs.body).header)
 
     def body_text(self) -> str:
-        return body_text(self._parsed(True))
+        return body_text(self.parsed(True))
 
     def sent_date(self) -> datetime | None:
         values = self.header("date")
         return parse_sent_date(values[0]) if values else None
+
+
+def _needle(key: SearchKey) -> str | None:
+    """Text (folded) that the search text of every message the program
+    matches contains: that of a FROM/SUBJECT/... key it requires."""
+    keys = key.keys if isinstance(key, And) else (key,)
+    found = [k.value.casefold() for k in keys
+             if isinstance(k, Header) and k.field.lower() in searchcache.FOLDED]
+    return max(found, key=len) if found else None
 
 
 @dataclass
@@ -258,10 +305,34 @@ def run_search(folder: Folder, cmd: C.Search) -> Found:
     uids = folder.uids
     searcher = Searcher(cmd.program, max_seq=len(uids), max_uid=uids[-1] if uids else 0)
     ctx = Context(folder, Needs.of(cmd.program), uids)
+    needle = _needle(cmd.program) if ctx.cacheable else None
+    records = ctx.records
     matched: list[int] = []  # indexes into uids
-    for i, uid in enumerate(uids):
-        if searcher.matches(Message(ctx, i, uid)):
-            matched.append(i)
+
+    def judge(indexes: Iterable[int]) -> list[int]:
+        unread = []
+        for i in indexes:
+            uid = uids[i]
+            if needle is not None and not searchcache.may_contain(records.get(uid), needle):
+                continue
+            try:
+                if searcher.matches(Message(ctx, i, uid)):
+                    matched.append(i)
+            except _Unread:
+                unread.append(i)
+        return unread
+
+    unread = judge(range(len(uids)))
+    if ctx.cacheable and unread:
+        # Only search text is missing: read it all, then judge as above.
+        ctx.read_records([uids[i] for i in unread])
+        unread = judge(unread)
+    ctx.deferring = False
+    for b in range(0, len(unread), READ_BLOCK):
+        block = unread[b : b + READ_BLOCK]
+        ctx.paths = folder.paths_of([uids[i] for i in block])
+        matched.extend(i for i in block if searcher.matches(Message(ctx, i, uids[i])))
+    matched.sort()
     ctx.save()
     numbers = [uids[i] if cmd.uid else i + 1 for i in matched]
     modseq = None

@@ -506,6 +506,45 @@ def _mailbox(item: list[_Token]) -> Address | None:
     return Address(name, None, local, host)
 
 
+# The shapes nearly all mail uses, `Name <local@host>`, `"Name" <local@host>`
+# and `local@host`, as a list: read by one regular expression instead of the
+# tokenizer. The character classes are narrower than the tokenizer's (no
+# backslash, comment, domain literal, route or group), so anything they accept
+# the tokenizer would read into exactly these parts; anything else falls back.
+_ATOM = rb'[^\s()<>@,;:."\[\]\\]+'
+_DOTS = _ATOM + rb"(?:\." + _ATOM + rb")*"
+_WORDS = rb'[^\s()<>@,;:"\[\]\\]+(?:[ \t]+[^\s()<>@,;:"\[\]\\]+)*'
+_SIMPLE = re.compile(
+    rb'[ \t]*(?:(?:"(?P<q>[^"\\]*)"|(?P<p>' + _WORDS + rb"))?[ \t]*"
+    rb"<(?P<l>" + _DOTS + rb")@(?P<h>" + _DOTS + rb")>"
+    rb"|(?P<bl>" + _DOTS + rb")@(?P<bh>" + _DOTS + rb"))"
+    rb"[ \t]*(?:,|\Z)"
+)
+_BLANKS = re.compile(rb"[ \t]+")
+
+
+def _simple_addresses(raw: bytes) -> list[Address] | None:
+    out: list[Address] = []
+    pos, n = 0, len(raw)
+    match = _SIMPLE.match
+    while pos < n:
+        m = match(raw, pos)
+        if m is None:
+            return None
+        local = m.group("l")
+        if local is None:
+            out.append(Address(None, None, m.group("bl"), m.group("bh")))
+        else:
+            name = m.group("q")
+            if name is None:
+                name = m.group("p")
+                if name is not None and (b"\t" in name or b"  " in name):
+                    name = _BLANKS.sub(b" ", name)  # as _join_words spaces the words
+            out.append(Address(name or None, None, local, m.group("h")))
+        pos = m.end()
+    return out
+
+
 def parse_addresses(raw: bytes | str | None) -> list[Address]:
     """Addresses of an address-list header (From, To, Cc, ...), leniently.
 
@@ -518,6 +557,11 @@ def parse_addresses(raw: bytes | str | None) -> list[Address]:
         return []
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
+    simple = _simple_addresses(raw)
+    return simple if simple is not None else _parse_address_list(raw)
+
+
+def _parse_address_list(raw: bytes) -> list[Address]:
     out: list[Address] = []
     item: list[_Token] = []
     in_group = False

@@ -90,15 +90,23 @@ def test_envelope_reads_only_the_header_then_comes_from_the_cache(box: Box,
         raise AssertionError("ENVELOPE must not read a whole message")
 
     monkeypatch.setattr(Folder, "read", no_whole_reads)
+    read_at = fetch_cmd.read_at
+
+    def headers_only(folder, paths, uid, header_only):
+        assert header_only, "ENVELOPE must not read a whole message"
+        return read_at(folder, paths, uid, header_only)
+
+    monkeypatch.setattr(fetch_cmd, "read_at", headers_only)
     first = box.command(b"a FETCH 1:* (ENVELOPE)")
     assert first[0] == (b'* 1 FETCH (ENVELOPE (NIL "number 1" (("Sender 1" NIL "s1" "example.net"))'
                         b' (("Sender 1" NIL "s1" "example.net"))'
                         b' (("Sender 1" NIL "s1" "example.net")) NIL NIL NIL NIL NIL))\r\n')
 
-    def no_files(self, uid):
+    def no_files(*args):
         raise AssertionError("a cached ENVELOPE must not open the message")
 
     monkeypatch.setattr(Folder, "open_message", no_files)
+    monkeypatch.setattr(fetch_cmd, "read_at", no_files)
     assert box.command(b"a FETCH 1:* (ENVELOPE)") == first
 
 

@@ -67,6 +67,7 @@ def no_files(monkeypatch) -> None:
         raise AssertionError("this SEARCH must not open a message")
 
     monkeypatch.setattr(Folder, "open_message", refuse)
+    monkeypatch.setattr(search_cmd, "read_at", refuse)
 
 
 def test_keys_on_flags_sizes_dates_and_numbers_open_no_file(box: Box, monkeypatch) -> None:
@@ -89,6 +90,13 @@ def test_header_keys_read_only_headers_and_then_use_the_cache(box: Box, monkeypa
         raise AssertionError("a header SEARCH must not read whole messages")
 
     monkeypatch.setattr(Folder, "read", no_whole_reads)
+    read_at = search_cmd.read_at
+
+    def headers_only(folder, paths, uid, header_only):
+        assert header_only, "a header SEARCH must not read whole messages"
+        return read_at(folder, paths, uid, header_only)
+
+    monkeypatch.setattr(search_cmd, "read_at", headers_only)
     assert search(box, b"SEARCH FROM BOSS@corp") == b"* SEARCH 1\r\n"
     assert search(box, b"SEARCH HEADER X-Mood SUN") == b"* SEARCH 1\r\n"
     assert search(box, b"SEARCH SUBJECT \"CAF\xc3\x89\"") == b"* SEARCH 2\r\n"  # decoded, any case
