@@ -41,7 +41,7 @@ def resolve(folder: Folder, seqset: SequenceSet, *, uid: bool) -> list[Target]:
     even when every UID is below 10 (RFC 3501 6.4.8); UIDs not in the
     mailbox are ignored.
     """
-    uids = folder.uids
+    uids = folder.uid_column
     if uid:
         found: list[Target] = []
         for lo, hi in seqset.resolve(uids[-1] if uids else 0).ranges:
