@@ -20,11 +20,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from mda.store import content, keywords
 from mda.store.errors import MessageGone, NoSuchFolder, ReadOnly, UidValidityChanged
+from mda.store.flagrename import Renames, SuffixRule, rename_all
 from mda.store.flags import (
     DELETED_LETTER,
     INFO_PREFIX,
@@ -32,7 +33,6 @@ from mda.store.flags import (
     canonical,
     decode,
     letters_of,
-    suffix_for,
 )
 from mda.store.index import Row
 from mda.store.results import Changes, CopyResult, ExpungeResult, StoreResult
@@ -403,53 +403,18 @@ class Folder:
                 change = keywords.letters_for(wanted, kw, create=True)
             managed = keywords.managed_letters(kw)
             rows = self._ix.rows_for(fid, targets)
-            renamed: list[Row] = []
-            modified: list[int] = []
-            missing: list[int] = []
-            retry: list[int] = []
-            flagged: set[int] = set()
-            # Plain strings: pathlib would cost more than the renames themselves.
-            cur, new_dir = str(self._fs.path / "cur") + "/", str(self._fs.path / "new") + "/"
-            outcomes: dict[str, tuple[str, bool]] = {}
+            rule = SuffixRule(mode, change, managed)
+            done = Renames()
             for attempt in (1, 2):
-                for uid in targets:
-                    r = rows.get(uid)
-                    if r is None:
-                        missing.append(uid)
-                        continue
-                    if unchangedsince is not None and r.modseq > unchangedsince:
-                        modified.append(uid)
-                        continue
-                    # Few distinct suffixes in a folder: work each out once.
-                    outcome = outcomes.get(r.suffix)
-                    if outcome is None:
-                        old = set(letters_of(r.suffix))
-                        if mode == "add":
-                            new = old | change
-                        elif mode == "remove":
-                            new = old - change
-                        else:
-                            new = (old - managed) | change
-                        outcome = outcomes[r.suffix] = (suffix_for(new), new != old)
-                    suffix, differs = outcome
-                    if not differs and not r.in_new:
-                        continue
-                    try:
-                        os.rename((new_dir if r.in_new else cur) + r.base + r.suffix,
-                                  cur + r.base + suffix)
-                    except FileNotFoundError:
-                        retry.append(uid)
-                        continue
-                    renamed.append(Row(uid, r.base, False, suffix, r.modseq))
-                    if differs:
-                        flagged.add(uid)  # a move out of new/ alone changes no flag
-                if not retry or attempt == 2:
-                    missing.extend(retry)
+                rename_all(self._fs.path, rows, targets, rule, unchangedsince, done)
+                if not done.retry or attempt == 2:
+                    done.missing.extend(done.retry)
                     break
                 # Renamed or removed by someone else since the index saw it.
                 self._fs.sync(full=True)
-                targets, retry = retry, []
+                targets, done.retry = done.retry, []
                 rows = self._ix.rows_for(fid, targets)
+            renamed, flagged = done.renamed, done.flagged
             modseq = self._ix.bump_modseq(fid) if flagged else self._modseq
             self._ix.relocate(fid, [
                 Row(r.uid, r.base, False, r.suffix, modseq if r.uid in flagged else r.modseq)
@@ -467,7 +432,7 @@ class Folder:
                 changed[r.uid] = self._decode(code)
             present = dict(state.positions(u for u, _, _ in update))
             state.update([u for u in update if u[0] in present])
-            return StoreResult(changed, sorted(modified), sorted(set(missing)), modseq)
+            return StoreResult(changed, sorted(done.modified), sorted(set(done.missing)), modseq)
 
     # -- removing, copying, moving -----------------------------------------
 
@@ -573,54 +538,41 @@ class Folder:
 
     def sizes(self, uids: Sequence[int] | None = None) -> dict[int, int]:
         """uid -> CRLF size (RFC822.SIZE, POP3 LIST); read from a file only the first time."""
-        with self._lock:
-            targets = self._state.uids.tolist() if uids is None else list(uids)
-            fid = self._folder_id()
-            known = self._ix.column(fid, "vsize", targets)
-            found: dict[int, int] = {}
-            computed: dict[int, int] = {}
-            for uid in targets:
-                size = known.get(uid)
-                if size is None:
-                    with contextlib.suppress(MessageGone):
-                        with self.open_message(uid) as f:
-                            size = content.crlf_size_of_stream(f)
-                        computed[uid] = size
-                if size is not None:
-                    found[uid] = size
-            if computed:
-                self._ix.set_column(fid, "vsize", computed)
-            return found
+        return self._column("vsize", uids, content.crlf_size_of_stream)
 
     def size(self, uid: int) -> int:
-        found = self.sizes([uid])
-        if uid not in found:
-            raise MessageGone(f"message {uid} was expunged")
-        return found[uid]
+        return self._one(self.sizes, uid)
 
     def internal_dates(self, uids: Sequence[int] | None = None) -> dict[int, int]:
         """uid -> internal date, seconds since the epoch (the file's mtime, as Dovecot)."""
+        return self._column("idate", uids, lambda f: int(os.fstat(f.fileno()).st_mtime))
+
+    def internal_date(self, uid: int) -> int:
+        return self._one(self.internal_dates, uid)
+
+    def _column(self, column: str, uids: Sequence[int] | None,
+                compute: Callable[[BinaryIO], int]) -> dict[int, int]:
+        """An index column, computed from the open file (and kept) where it is not known yet."""
         with self._lock:
             targets = self._state.uids.tolist() if uids is None else list(uids)
             fid = self._folder_id()
-            known = self._ix.column(fid, "idate", targets)
+            known = self._ix.column(fid, column, targets)
             found: dict[int, int] = {}
             computed: dict[int, int] = {}
             for uid in targets:
-                date = known.get(uid)
-                if date is None:
-                    with contextlib.suppress(MessageGone):
-                        with self.open_message(uid) as f:
-                            date = int(os.fstat(f.fileno()).st_mtime)
-                        computed[uid] = date
-                if date is not None:
-                    found[uid] = date
+                value = known.get(uid)
+                if value is None:
+                    with contextlib.suppress(MessageGone), self.open_message(uid) as f:
+                        value = computed[uid] = compute(f)
+                if value is not None:
+                    found[uid] = value
             if computed:
-                self._ix.set_column(fid, "idate", computed)
+                self._ix.set_column(fid, column, computed)
             return found
 
-    def internal_date(self, uid: int) -> int:
-        found = self.internal_dates([uid])
+    @staticmethod
+    def _one(many: Callable[[Sequence[int]], dict[int, int]], uid: int) -> int:
+        found = many([uid])
         if uid not in found:
             raise MessageGone(f"message {uid} was expunged")
         return found[uid]
