@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mda.store import flags
+from mda.store.errors import MessageGone
 from mda.store.folder import Folder
 from mda.store.mailstore import MailStore
 
@@ -82,6 +83,15 @@ class Maildrop:
         """The message with CRLF lines, as LIST counted it; MessageGone if expunged."""
         assert self.folder is not None
         return self.folder.read_crlf(uid)
+
+    def read_many(self, uids: list[int]) -> dict[int, bytes]:
+        """read() for several messages in one call; those expunged meanwhile are left out."""
+        assert self.folder is not None
+        found = {}
+        for uid in uids:
+            with contextlib.suppress(MessageGone):
+                found[uid] = self.folder.read_crlf(uid)
+        return found
 
     def finish(self, deleted: Iterable[int], seen: Iterable[int]) -> int:
         """Mark retrieved messages \\Seen and delete the others; the number deleted.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from common import log, sasl
@@ -36,12 +37,23 @@ AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
 MAX_BAD = 20
 MAX_AUTH_FAILURES = 3
 MECHANISMS = ("PLAIN",)
-# After RETR n (or TOP n) message n + 1 is read in the background if it is no
-# larger than this: clients fetch in order, and the next RETR then finds its
-# bytes ready instead of waiting for a worker thread. One message at most.
+# Clients fetch in order: after RETR n (or TOP n) the messages from n + 1 on
+# are read in the background, as many as fit in READ_AHEAD_MAX bytes (at most
+# READ_AHEAD_COUNT), in one worker-thread call. The next RETRs find their bytes
+# ready: a hop to a worker thread and back costs more than reading a small
+# message, so it is paid once for a run of them.
 READ_AHEAD_MAX = 1024 * 1024
+READ_AHEAD_COUNT = 32
 IMPLEMENTATION = "mailpair"
 PLAINTEXT_REFUSED = "Use STLS first: no password is accepted before TLS"
+
+
+@dataclass
+class Ahead:
+    """Messages being read ahead: their numbers, and uid -> bytes once read."""
+
+    numbers: frozenset[int]
+    reading: asyncio.Future[dict[int, bytes]]
 
 
 class AuthUnavailable(Exception):
@@ -61,6 +73,7 @@ class Drop(Protocol):
 
     def uidl(self, uid: int) -> str: ...
     def read(self, uid: int) -> bytes: ...
+    def read_many(self, uids: list[int]) -> dict[int, bytes]: ...
     def finish(self, deleted: list[int], seen: list[int]) -> int: ...
     def close(self) -> None: ...
 
@@ -131,7 +144,7 @@ class Session:
         self.retrieved: set[int] = set()  # UIDs
         self.bad = 0
         self.auth_failures = 0
-        self._ahead: tuple[int, asyncio.Future[bytes]] | None = None  # (number, its bytes)
+        self._ahead: Ahead | None = None
         self.log = log.get().bind(client=peer)
         self._handlers: dict[type, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
             P.Capa: ((AUTHORIZATION, TRANSACTION), self.capa),
@@ -326,33 +339,46 @@ class Session:
             return found
         uid, size = found
         assert self.drop is not None
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == n:
-            reading = ahead[1]
+        ahead = self._ahead
+        data = None
+        if ahead is not None and n in ahead.numbers:
+            with contextlib.suppress(Exception):  # a failed read ahead: read it again
+                data = (await ahead.reading).pop(uid, None)
         else:
+            self._ahead = None
             await self._forget(ahead)
-            reading = asyncio.ensure_future(self.run(self.drop.read, uid))
-        try:
-            data = await reading
-        except MessageGone:
-            # An IMAP client expunged it during this session.
-            return err(f"Message {n} was removed by another session.")
-        self._read_ahead(n + 1)
+        if data is None:
+            try:
+                data = await self.run(self.drop.read, uid)
+            except MessageGone:
+                # An IMAP client expunged it during this session.
+                return err(f"Message {n} was removed by another session.")
+        if self._ahead is None or n + 1 not in self._ahead.numbers:
+            self._read_ahead(n + 1)
         return uid, size, data
 
     def _read_ahead(self, n: int) -> None:
         assert self.drop is not None
-        if n > len(self.drop.messages) or n in self.deleted:
+        numbers, uids, total = [], [], 0
+        for k in range(n, min(n + READ_AHEAD_COUNT, len(self.drop.messages) + 1)):
+            uid, size = self.drop.messages[k - 1]
+            if total + size > READ_AHEAD_MAX:
+                break
+            total += size
+            if k not in self.deleted:
+                numbers.append(k)
+                uids.append(uid)
+        if not uids:
+            self._ahead = None
             return
-        uid, size = self.drop.messages[n - 1]
-        if size <= READ_AHEAD_MAX:
-            self._ahead = (n, asyncio.ensure_future(self.run(self.drop.read, uid)))
+        self._ahead = Ahead(frozenset(numbers),
+                            asyncio.ensure_future(self.run(self.drop.read_many, uids)))
 
-    async def _forget(self, ahead: tuple[int, asyncio.Future[bytes]] | None) -> None:
+    async def _forget(self, ahead: Ahead | None) -> None:
         """Let a read ahead nobody wants finish (its thread uses the maildrop)."""
         if ahead is not None:
             with contextlib.suppress(Exception):
-                await ahead[1]
+                await ahead.reading
 
     async def retr(self, cmd: P.Retr) -> bytes:
         got = await self._read(cmd.msg)

@@ -38,6 +38,7 @@ class FakeDrop:
         self.messages = [(uid, len(data)) for uid, data in sorted(store.items())]
         self.finished: list[tuple[list[int], list[int]]] = []
         self.reads: list[int] = []
+        self.batches: list[list[int]] = []  # read_many calls
         self.closed = False
 
     def uidl(self, uid: int) -> str:
@@ -48,6 +49,11 @@ class FakeDrop:
         if uid not in self.store:
             raise MessageGone(str(uid))
         return self.store[uid]
+
+    def read_many(self, uids: list[int]) -> dict[int, bytes]:
+        self.batches.append(list(uids))
+        self.reads.extend(uids)
+        return {uid: self.store[uid] for uid in uids if uid in self.store}
 
     def finish(self, deleted: list[int], seen: list[int]) -> int:
         self.finished.append((deleted, seen))
@@ -317,6 +323,28 @@ def test_the_next_message_is_read_ahead_once() -> None:
     assert h.drop.reads == [3, 5, 9, 3, 5, 9]
     h(b"QUIT")
     assert h.drop.closed
+
+
+def test_a_run_of_messages_is_read_ahead_in_a_few_calls() -> None:
+    h = Harness()
+    h.drop = FakeDrop({uid: b"Subject: %d\r\n\r\nbody\r\n" % uid for uid in range(1, 41)})
+    h.login()
+    for n in range(1, 41):
+        assert h(b"RETR %d" % n).startswith(b"+OK")
+    # One read for the first, then the rest in windows of READ_AHEAD_COUNT.
+    assert h.drop.reads == list(range(1, 41))
+    assert h.drop.batches == [list(range(2, 34)), list(range(34, 41))]
+    assert S.READ_AHEAD_COUNT == 32
+
+
+def test_read_ahead_holds_at_most_read_ahead_max_bytes(monkeypatch) -> None:
+    monkeypatch.setattr(S, "READ_AHEAD_MAX", 100)
+    h = Harness()
+    h.drop = FakeDrop({uid: b"x" * 40 for uid in range(1, 8)})
+    h.login()
+    for n in range(1, 8):
+        assert h(b"RETR %d" % n).startswith(b"+OK 40 octets")
+    assert h.drop.batches == [[2, 3], [4, 5], [6, 7]]
 
 
 def test_a_message_read_ahead_and_then_gone_or_deleted() -> None:
