@@ -114,17 +114,16 @@ class Folder:
         folder's recent mark are \\Recent here (appended or copied in: index.recent_mark)."""
         if not appeared:
             return
-        if self.readonly:
-            mark = self._ix.recent_mark(self._fid)
-            if mark is not None:
-                self._recent.update(appeared[bisect.bisect_left(appeared, mark):])
-            return
-        with self._ix.write():
-            mark = self._ix.recent_mark(self._fid)
-            if mark is not None:
-                self._recent.update(appeared[bisect.bisect_left(appeared, mark):])
-            if mark is None or mark < self._uidnext:
-                self._ix.set_recent_mark(self._fid, self._uidnext)
+        mark = self._ix.recent_mark(self._fid)
+        if not self.readonly and (mark is None or mark < self._uidnext):
+            # A write only when the mark moves: 500 clients selecting an
+            # unchanged INBOX take no write lock.
+            with self._ix.write():
+                mark = self._ix.recent_mark(self._fid)  # another view may have moved it
+                if mark is None or mark < self._uidnext:
+                    self._ix.set_recent_mark(self._fid, self._uidnext)
+        if mark is not None:
+            self._recent.update(appeared[bisect.bisect_left(appeared, mark):])
 
     def refresh(self, *, allow_expunge: bool = True) -> Changes:
         """Take in what others did: new messages, expunges, flag changes.
