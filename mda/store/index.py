@@ -394,18 +394,9 @@ class Index:
                             " ORDER BY uid", (fid, modseq))
             return [u for (u,) in cur]
 
-    def insert(self, fid: int, rows: Iterable[tuple[Row, int | None]]) -> None:
-        """Add messages: (row, vsize or None)."""
-        with self.write() as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO messages(folder, uid, base, in_new, suffix, modseq, vsize)"
-                " VALUES(?, ?, ?, ?, ?, ?, ?)",
-                ((fid, r.uid, r.base, int(r.in_new), r.suffix, r.modseq, v) for r, v in rows),
-            )
-
     def add_messages(self, fid: int, modseq: int,
                      items: Iterable[tuple[int, str, bool, str, int | None]]) -> None:
-        """insert() for many new messages: (uid, base, in_new, suffix, vsize or None)."""
+        """New messages, all with one modseq: (uid, base, in_new, suffix, vsize or None)."""
         with self.write() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO messages(folder, uid, base, in_new, suffix, modseq, vsize)"

@@ -332,7 +332,7 @@ class FolderSync:
                         unknown.append(r.base)
                     else:
                         plan.known.append(Row(uid, r.base, *plan.locations[r.base], 0))
-                assigned, added = ul.assign_many(sorted(unknown, key=delivery_order))
+                assigned, added = ul.assign(sorted(unknown, key=delivery_order))
                 # Only lines that were stale when we compared: one added since
                 # belongs to a file we have not listed.
                 stale = plan.stale_records & set(ul.records)
@@ -421,7 +421,6 @@ class FolderSync:
         no scan is needed to see them. Returns base -> uid.
         """
         assert self.ix.in_write
-        uids: dict[str, int] = {}
         with self._uidlist_change(fid):
             ul = self.uidlist.read()
             if ul is None:
@@ -429,22 +428,16 @@ class FolderSync:
             if self.ix.recent_mark(fid) is None:
                 # Appended or copied in before any view looked: \Recent for the first.
                 self.ix.set_recent_mark(fid, ul.next_uid)
-            added = []
-            for base, _, _ in files:
-                uid = ul.uid_of(base)
-                if uid is None:
-                    uid = ul.assign(base)
-                    added.append(ul.records[uid])
-                uids[base] = uid
+            pairs, added = ul.assign([base for base, _, _ in files])
             if added:
                 self.uidlist.append(ul, added)
             nextuid = ul.next_uid
+        uids = {base: uid for uid, base in pairs}
         modseq = self.ix.bump_modseq(fid)
         vsizes = vsizes or {}
-        self.ix.insert(fid, [
-            (Row(uids[b], b, n, s, modseq), vsizes.get(b) or content.size_from_base(b))
-            for b, n, s in files
-        ])
+        self.ix.add_messages(fid, modseq, (
+            (uids[b], b, n, s, vsizes.get(b) or content.size_from_base(b)) for b, n, s in files
+        ))
         self.ix.update_folder(fid, nextuid=nextuid)
         return uids
 

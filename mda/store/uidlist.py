@@ -64,12 +64,15 @@ class UidList:
         last = next(reversed(self.records), 0) if self.records else 0
         return max(self.nextuid, last + 1)
 
-    def uid_of(self, base: str) -> int | None:
+    def _base_map(self) -> dict[str, int]:
         if self._by_base is None:
             self._by_base = {}
             for r in self.records.values():
                 self._by_base.setdefault(r.base, r.uid)
-        return self._by_base.get(base)
+        return self._by_base
+
+    def uid_of(self, base: str) -> int | None:
+        return self._base_map().get(base)
 
     def add(self, record: Record) -> bool:
         """Keep a record read from a file; False (skipped) for a duplicate uid or base."""
@@ -85,22 +88,11 @@ class UidList:
         self._by_base[record.base] = record.uid
         return True
 
-    def assign(self, base: str) -> int:
-        """Give a new base name the next UID (or the one it already has)."""
-        known = self.uid_of(base)
-        if known is not None:
-            return known
-        uid = self.next_uid
-        self.add(Record(uid, base))
-        self.nextuid = uid + 1
-        return uid
-
-    def assign_many(self, bases: list[str]) -> tuple[list[tuple[int, str]], list[Record]]:
-        """assign() for many names in one pass (a first look at 100,000 files):
-        ([(uid, base)] in the order given, the records that are new)."""
-        self.uid_of("")  # builds the base -> uid map
-        by_base, records = self._by_base, self.records
-        assert by_base is not None
+    def assign(self, bases: list[str]) -> tuple[list[tuple[int, str]], list[Record]]:
+        """Give new base names the next UIDs, in the order given (names it knows keep
+        theirs): ([(uid, base)] for all of them, the records that are new). One pass
+        for however many: a first look at a Maildir may bring 100,000."""
+        by_base, records = self._base_map(), self.records
         uid = self.next_uid
         pairs: list[tuple[int, str]] = []
         added: list[Record] = []

@@ -148,8 +148,9 @@ def test_append_after_a_torn_line_rewrites(tmp_path: Path) -> None:
     f = UidListFile(tmp_path)
     ul = f.read()
     assert ul is not None
-    uid = ul.assign("new")
-    f.append(ul, [ul.records[uid]])
+    pairs, added = ul.assign(["new"])
+    assert pairs == [(2, "new")]
+    f.append(ul, added)
     assert path.read_bytes() == b"3 V1 N3 Gab\n1 :a\n2 :new\n"
     f.close()
 
