@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import ssl
 
-from common import child, ipc, log, tls
+from common import child, connections, ipc, log, tls
 from common.child import ChildContext
 from common.config import Config
 from mda.imap import response as R
@@ -300,23 +300,9 @@ class IMAPServer:
         """Retiring after a reload: sessions go on here until their clients end them
         (a new process takes new ones). Stopping: idle sessions are told BYE now,
         a command in progress finishes first (within the grace)."""
-        for s in self.servers:
-            s.close()
-        if retiring:
-            while self.connections:
-                await asyncio.wait(list(self.connections))
-            self.watchers.close()
-            return
-        self.stopping = True
-        for task, conn in list(self.connections.items()):
-            if not conn.busy:
-                task.cancel()  # its handler says BYE
-        if self.connections:
-            _, pending = await asyncio.wait(list(self.connections), timeout=STOP_GRACE)
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1)
+        self.stopping = not retiring
+        await connections.end_all(self.servers, self.connections, retiring=retiring,
+                                  grace=STOP_GRACE, after_cancel=1)  # a cancelled handler says BYE
         self.watchers.close()
 
 

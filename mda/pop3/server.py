@@ -10,7 +10,7 @@ import asyncio
 import ipaddress
 import ssl
 
-from common import child, ipc, log, tls
+from common import child, connections, ipc, log, tls
 from common.child import ChildContext
 from common.config import Config
 from common.tlsstream import Stream
@@ -239,22 +239,9 @@ class POP3Server:
         still held here). Stopping: idle sessions end now, without UPDATE (RFC
         1939: nothing is deleted); a command in progress finishes first, within
         the grace."""
-        for s in self.servers:
-            s.close()
-        if retiring:
-            while self.connections:
-                await asyncio.wait(list(self.connections))
-        else:
-            self.stopping = True
-            for task, conn in list(self.connections.items()):
-                if not conn.busy:
-                    task.cancel()
-            if self.connections:
-                _, pending = await asyncio.wait(list(self.connections), timeout=STOP_GRACE)
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    await asyncio.wait(pending, timeout=STOP_GRACE)
+        self.stopping = not retiring
+        await connections.end_all(self.servers, self.connections, retiring=retiring,
+                                  grace=STOP_GRACE, after_cancel=STOP_GRACE)
         await self.auth.client.close()
 
 
