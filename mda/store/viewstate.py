@@ -71,16 +71,6 @@ class State:
         return cls(snap.uids, snap.codes, snap.modseqs, shared=True)
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[int, int, int]]) -> State:
-        """From (uid, code, modseq) in ascending UID order."""
-        uids, codes, modseqs = array(_UID), array(_CODE), array(_MODSEQ)
-        for uid, code, modseq in rows:
-            uids.append(uid)
-            codes.append(code)
-            modseqs.append(modseq)
-        return cls(uids, codes, modseqs, shared=False)
-
-    @classmethod
     def from_columns(cls, uids: list[int], codes: list[int], modseqs: list[int]) -> State:
         """From three lists of the same length, ascending by UID."""
         return cls(array(_UID, uids), array(_CODE, codes), array(_MODSEQ, modseqs), shared=False)

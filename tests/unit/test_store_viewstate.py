@@ -24,7 +24,8 @@ def model_of(state: State) -> dict[int, tuple[int, int]]:
 def test_state_behaves_like_a_dict(initial: set[int], changes: list, removals: set[int],
                                    probe: list[int]) -> None:
     model = {u: (u % 3, u * 10) for u in initial}
-    state = State.from_rows((u, *model[u]) for u in sorted(initial))
+    uids = sorted(initial)
+    state = State.from_columns(uids, [model[u][0] for u in uids], [model[u][1] for u in uids])
     snap = state.publish(("e", 1, 1))
     frozen = model_of(State.of(snap))
 
