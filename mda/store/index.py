@@ -43,6 +43,30 @@ _CHUNK = 500
 # Asked for more messages than this, rows_for reads the whole folder.
 _WHOLE_FOLDER = 5000
 
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new file to WAL; a file already in WAL needs no lock for it.
+
+    SQLite does not call the busy handler while changing the journal mode, so
+    when several sessions open a user's brand-new index at once all but one get
+    "database is locked" at once: retry them until the first has switched.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE folders(
@@ -177,7 +201,11 @@ class Index:
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            _enter_wal(conn)
+        except BaseException:
+            conn.close()
+            raise
         # A cache: losing the last transactions in a power cut only means a rescan.
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn

@@ -161,3 +161,22 @@ def test_a_stale_uidlist_lock_does_not_block_forever(root: Path) -> None:
     with MailStore(root) as store:
         assert store.append("INBOX", b"x\r\n").uid == 1
     assert not lock.exists()
+
+
+def test_many_sessions_open_a_new_index_at_once(tmp_path: Path) -> None:
+    # SQLite switches a new file to WAL without calling its busy handler: all
+    # but the first of several sessions opening a new user's index at the same
+    # moment used to fail with "database is locked".
+    from mda.store.index import Index
+
+    for n in range(40):
+        path = tmp_path / str(n)
+        maildir.ensure_maildir(path, [])
+
+        def open_index(i: int, path: Path = path) -> None:
+            Index(path).close()
+
+        assert run_threads(8, open_index) == []
+        index = Index(path)
+        assert index.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        index.close()
