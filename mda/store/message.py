@@ -27,11 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from mda.store.addresses import Address, parse_addresses
 from mda.store.headerfields import (
-    Address,
     Param,
     decode_header_text,
-    parse_addresses,
     parse_content_type,
     parse_disposition,
     parse_language,

@@ -1,7 +1,7 @@
 """The shortcuts of the header readers give what the general code gives.
 
 `message._fields_at_once`, `message.parse_header`, `headerscan.FieldReader`
-and `headerfields._simple_addresses` exist only for speed; each is checked
+and `addresses._simple_addresses` exist only for speed; each is checked
 here against the code it shortcuts, on headers and address lists built to
 hit the shapes where they could differ (folding, CRs, odd names, quotes,
 comments, groups, 8-bit bytes).
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mda.store.headerfields import Address, _parse_address_list, _simple_addresses, parse_addresses
+from mda.store.addresses import Address, _parse_address_list, _simple_addresses, parse_addresses
 from mda.store.headerscan import FieldReader, fields_end, unfold
 from mda.store.message import _fields_at_once, _fields_by_line, parse, parse_header
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mda.store import message
+from mda.store.addresses import Address
 from mda.store.headerfields import (
-    Address,
     decode_bytes,
     parse_content_type,
     parse_disposition,
