@@ -1,10 +1,11 @@
-"""A session shaped like Thunderbird's, command for command.
+"""A session shaped like Thunderbird's with CONDSTORE on, command for command.
 
-Thunderbird cannot run here, so this replays what its IMAP log shows it
-sending to a server with our capabilities: its mixed-case command names
-and flag words, ID, NAMESPACE, the special-use LIST, SELECT with
-(CONDSTORE), the CHANGEDSINCE flag resync, its header-field list for the
-message pane, IDLE, a read, a move to Trash, and STATUS of the other
+test_thunderbird.py runs Thunderbird itself, which leaves CONDSTORE off
+unless an account asks for it. This replays what its IMAP log shows it
+sending to a server with our capabilities when it is on: its mixed-case
+command names and flag words, ID, NAMESPACE, the special-use LIST, SELECT
+with (CONDSTORE), the CHANGEDSINCE flag resync, its header-field list for
+the message pane, IDLE, a read, a move to Trash, and STATUS of the other
 folders. Each answer is checked for what Thunderbird reads from it.
 """
 

@@ -1,0 +1,198 @@
+"""Thunderbird itself on a mailbox, over STARTTLS, headless.
+
+Thunderbird (Debian package thunderbird) gets a new account as its account
+wizard would leave it, with the server's certificate accepted as a user
+accepts it, and then does what a user does: reads the folder list and the
+message list, reads a message, marks, flags, deletes (a move to Trash),
+saves a draft, makes and renames a folder and empties the Trash. Another
+client changes the mailbox meanwhile, and mail arrives over LMTP while
+Thunderbird sits in IDLE. Each step is checked on both sides: in what
+Thunderbird shows and in what the server holds. At the end no command of
+Thunderbird's got a BAD or a NO.
+"""
+
+from __future__ import annotations
+
+import base64
+import imaplib
+import re
+import smtplib
+import ssl
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD, Stack, client_tls, require_tool, wait_for
+from tests.e2e.thunderbird import Thunderbird
+
+ALICE = "alice@example.test"
+
+
+def message(n: int, subject: str) -> bytes:
+    return (f"From: Bob <bob@example.net>\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+            f"Date: Tue, 4 Feb 2020 09:0{n}:00 +0000\r\nMessage-ID: <n{n}@example.net>\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\nText {n}.\r\n").encode()
+
+
+class Observer:
+    """Another client's view of alice's mailbox (imaplib over IMAPS)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.c = imaplib.IMAP4_SSL(*stack.address("imaps"), ssl_context=client_tls(), timeout=30)
+        self.c.login(ALICE, PASSWORD)
+
+    def flags(self, folder: str) -> dict[str, set[str]]:
+        """Subject -> flags of every message in a folder."""
+        self.c.select(folder, readonly=True)
+        typ, data = self.c.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        out = {}
+        for item in data:
+            if isinstance(item, tuple):
+                flags = imaplib.ParseFlags(item[0])
+                subject = item[1].decode().split(":", 1)[1].strip()
+                out[subject] = {f.decode() for f in flags} - {"\\Recent"}
+        return out
+
+    def folders(self) -> set[str]:
+        typ, data = self.c.list()
+        return {line.decode().rsplit(' "/" ', 1)[1].strip('"') for line in data}
+
+
+def certificate_base64(stack: Stack) -> str:
+    der = ssl.PEM_cert_to_DER_cert((stack.root / "etc" / "cert.pem").read_text())
+    return base64.b64encode(der).decode()
+
+
+ADD_ACCOUNT = """
+const [port, password, certificate] = args;
+// What "Confirm Security Exception" records for a self-signed certificate.
+const certdb = Cc["@mozilla.org/security/x509certdb;1"].getService(Ci.nsIX509CertDB);
+const cert = certdb.constructX509FromBase64(certificate);
+Cc["@mozilla.org/security/certoverride;1"].getService(Ci.nsICertOverrideService)
+  .rememberValidityOverride("127.0.0.1", port, {}, cert, false);
+const server = MailServices.accounts.createIncomingServer(ACCOUNT, "127.0.0.1", "imap");
+server.port = port;
+server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
+server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
+server.password = password;
+const identity = MailServices.accounts.createIdentity();
+identity.email = ACCOUNT;
+const account = MailServices.accounts.createAccount();
+account.addIdentity(identity);
+account.defaultIdentity = identity;
+account.incomingServer = server;
+return await update("INBOX");
+"""
+
+READ_BODY = """
+const { MsgHdrToMimeMessage } = ChromeUtils.importESModule(
+  "resource:///modules/gloda/MimeMessage.sys.mjs");
+const hdr = [...folder("INBOX").messages].find(h => h.mime2DecodedSubject == args[0]);
+return await new Promise(done => MsgHdrToMimeMessage(
+  hdr, null, (h, mime) => done(mime ? mime.coerceBodyToPlaintext() : null), true, {}));
+"""
+
+MARK_FLAG_DELETE = """
+const inbox = folder("INBOX");
+const bySubject = s => [...inbox.messages].find(h => h.mime2DecodedSubject == s);
+inbox.markMessagesRead([bySubject(args[0])], true);
+inbox.markMessagesFlagged([bySubject(args[1])], true);
+// The Delete key: with the default "move it to the Trash folder" model.
+inbox.deleteMessages([bySubject(args[2])], win.msgWindow, false, false, null, true);
+"""
+
+SAVE_DRAFT = """
+const path = PathUtils.join(PathUtils.tempDir, "draft.eml");
+await IOUtils.writeUTF8(path, args[0]);
+const file = await IOUtils.getFile(path);
+MailServices.copy.copyFileMessage(file, folder("Drafts"), null, true,
+  Ci.nsMsgMessageFlags.Read, "", null, win.msgWindow);
+"""
+
+
+@pytest.fixture
+def thunderbird(tmp_path: Path):
+    require_tool("thunderbird")
+    tb = Thunderbird(tmp_path / "thunderbird", ALICE)
+    try:
+        yield tb
+    finally:
+        tb.close()
+
+
+def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, tmp_path: Path,
+                                                  thunderbird) -> None:
+    stack = bare_stack
+    # As in production: no login on 143 before STARTTLS, even from loopback.
+    config = stack.config.read_text()
+    stack.config.write_text(config.replace("plaintext_on_loopback = true",
+                                           "plaintext_on_loopback = false", 1))
+    stack.start("mdad")
+    other = Observer(stack)
+    subjects = ["note 1", "note 2", "=?utf-8?q?caf=C3=A9?= menu"]
+    for n, subject in enumerate(subjects, 1):
+        assert other.c.append("INBOX", None, None, message(n, subject))[0] == "OK"
+    tb = thunderbird
+
+    assert tb.run(ADD_ACCOUNT, stack.port("imap"), PASSWORD, certificate_base64(stack)) == 0
+    shown = wait_for(lambda: (rows := tb.listing("INBOX")) and len(rows) == 3 and rows,
+                     30, "Thunderbird's message list")
+    assert [(r["subject"], r["author"]) for r in shown] == [
+        ("note 1", "Bob <bob@example.net>"), ("note 2", "Bob <bob@example.net>"),
+        ("café menu", "Bob <bob@example.net>")]
+    assert not any(r["read"] or r["flagged"] for r in shown)
+    # The special-use folders are what Thunderbird files into.
+    flags = tb.run("""return Object.fromEntries(accountServer().rootFolder.subFolders
+                      .map(f => [f.name, f.flags]));""")
+    for name, bit in (("Trash", 0x100), ("Sent", 0x200), ("Drafts", 0x400), ("Junk", 0x40000000),
+                      ("Archive", 0x4000)):
+        assert flags[name] & bit, name
+    assert tb.run(READ_BODY, "note 2").strip() == "Text 2."
+
+    tb.run(MARK_FLAG_DELETE, "note 1", "note 2", "café menu")
+    wait_for(lambda: other.flags("INBOX") == {"note 1": {"\\Seen"}, "note 2": {"\\Flagged"}},
+             30, "Thunderbird's read, flag and delete on the server")
+    assert other.flags("Trash") == {"=?utf-8?q?caf=C3=A9?= menu": set()}
+
+    # Another client answers one, then mail arrives, each while Thunderbird
+    # sits in IDLE (it enters IDLE a moment after its last command).
+    wait_for(tb.idling, 30, "Thunderbird in IDLE")
+    other.c.select("INBOX")
+    other.c.store("2", "+FLAGS", "(\\Answered)")
+    wait_for(lambda: {r["subject"]: r for r in tb.listing("INBOX")}["note 2"]["replied"],
+             30, "the answer flag in Thunderbird")
+    wait_for(tb.idling, 30, "Thunderbird in IDLE again")
+    with smtplib.LMTP(str(stack.lmtp_socket), timeout=30) as lmtp:
+        lmtp.sendmail("bob@example.net", [ALICE], message(4, "arrived later"))
+    rows = wait_for(lambda: (rows := {r["subject"]: r for r in tb.listing("INBOX")})
+                    and "arrived later" in rows and rows, 30, "the delivery in Thunderbird")
+    assert rows["note 1"]["read"] and rows["note 2"]["flagged"] and rows["note 2"]["replied"]
+    assert not rows["arrived later"]["read"]
+    assert tb.got_in_idle(r"^\* 2 FETCH \(.*\\Answered"), "the flag was not pushed in IDLE"
+    assert tb.got_in_idle(r"^\* 3 EXISTS$"), "the delivery was not pushed in IDLE"
+
+    draft = (f"From: {ALICE}\r\nTo: dan@example.net\r\nSubject: draft one\r\n"
+             "Message-ID: <d1@example.test>\r\n\r\nUnfinished.\r\n")
+    tb.run(SAVE_DRAFT, draft)
+    wait_for(lambda: other.flags("Drafts") == {"draft one": {"\\Draft", "\\Seen"}},
+             30, "the draft on the server")
+
+    tb.run('accountServer().rootFolder.createSubfolder("Projects", win.msgWindow);')
+    wait_for(lambda: "Projects" in other.folders() and tb.run('return !!folder("Projects");'),
+             30, "Thunderbird's new folder")
+    tb.run('folder("Projects").rename("Work", win.msgWindow);')
+    wait_for(lambda: "Work" in other.folders() and "Projects" not in other.folders(),
+             30, "Thunderbird's rename")
+
+    tb.run('folder("Trash").emptyTrash(null);')
+    wait_for(lambda: other.flags("Trash") == {}, 30, "an empty Trash")
+    assert set(other.flags("INBOX")) == {"note 1", "note 2", "arrived later"}
+
+    commands = [c.split(" ", 1)[0].upper() for c in tb.commands()]
+    # Every connection (Thunderbird opens several) logs in only after STARTTLS.
+    logins = commands.count("AUTHENTICATE") + commands.count("LOGIN")
+    assert logins >= 2 and commands.count("STARTTLS") == logins, commands
+    for used in ("IDLE", "UID", "SELECT", "APPEND", "CREATE", "RENAME", "SUBSCRIBE", "EXPUNGE"):
+        assert used in commands, used
+    refused = [a for a in tb.answers() if not re.match(r"[0-9]+ OK\b", a)]
+    assert refused == [], refused
