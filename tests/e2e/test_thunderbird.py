@@ -1,14 +1,15 @@
-"""Thunderbird itself on a mailbox, over STARTTLS, headless.
+"""Thunderbird itself, headless, on the real daemons over STARTTLS.
 
-Thunderbird (Debian package thunderbird) gets a new account as its account
-wizard would leave it, with the server's certificate accepted as a user
-accepts it, and then does what a user does: reads the folder list and the
-message list, reads a message, marks, flags, deletes (a move to Trash),
-saves a draft, makes and renames a folder and empties the Trash. Another
-client changes the mailbox meanwhile, and mail arrives over LMTP while
-Thunderbird sits in IDLE. Each step is checked on both sides: in what
-Thunderbird shows and in what the server holds. At the end no command of
-Thunderbird's got a BAD or a NO.
+Thunderbird (Debian package thunderbird) gets new accounts as its account
+wizard would leave them, with the server's certificate accepted as a user
+accepts it, and then does what a user does. Over IMAP: reads the folder
+list and the message list, reads a message, marks, flags, deletes (a move
+to Trash), saves a draft, makes and renames a folder and empties the Trash,
+while another client changes the mailbox and mail arrives over LMTP as it
+sits in IDLE. Over SMTP submission and POP3: sends a message (a copy goes
+to Sent over IMAP), and another account fetches it and deletes it from the
+server. Each step is checked on both sides: in what Thunderbird shows and
+in what the server holds, and no command of Thunderbird's gets an error.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ def certificate_base64(stack: Stack) -> str:
     return base64.b64encode(der).decode()
 
 
-ADD_ACCOUNT = """
+# What "Confirm Security Exception" records for a self-signed certificate.
+TRUST = """
+const trust = (port, certificate) => {
+  const certdb = Cc["@mozilla.org/security/x509certdb;1"].getService(Ci.nsIX509CertDB);
+  Cc["@mozilla.org/security/certoverride;1"].getService(Ci.nsICertOverrideService)
+    .rememberValidityOverride("127.0.0.1", port, {}, certdb.constructX509FromBase64(certificate),
+                              false);
+};
+"""
+
+ADD_ACCOUNT = TRUST + """
 const [port, password, certificate] = args;
-// What "Confirm Security Exception" records for a self-signed certificate.
-const certdb = Cc["@mozilla.org/security/x509certdb;1"].getService(Ci.nsIX509CertDB);
-const cert = certdb.constructX509FromBase64(certificate);
-Cc["@mozilla.org/security/certoverride;1"].getService(Ci.nsICertOverrideService)
-  .rememberValidityOverride("127.0.0.1", port, {}, cert, false);
+trust(port, certificate);
 const server = MailServices.accounts.createIncomingServer(ACCOUNT, "127.0.0.1", "imap");
 server.port = port;
 server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
@@ -120,14 +127,18 @@ def thunderbird(tmp_path: Path):
         tb.close()
 
 
-def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, tmp_path: Path,
-                                                  thunderbird) -> None:
-    stack = bare_stack
-    # As in production: no login on 143 before STARTTLS, even from loopback.
+def start_as_in_production(stack: Stack, *daemons: str) -> None:
+    """No login on 143 or 110 before STARTTLS/STLS, even from loopback."""
     config = stack.config.read_text()
     stack.config.write_text(config.replace("plaintext_on_loopback = true",
-                                           "plaintext_on_loopback = false", 1))
-    stack.start("mdad")
+                                           "plaintext_on_loopback = false"))
+    for daemon in daemons:
+        stack.start(daemon)
+
+
+def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbird) -> None:
+    stack = bare_stack
+    start_as_in_production(stack, "mdad")
     other = Observer(stack)
     subjects = ["note 1", "note 2", "=?utf-8?q?caf=C3=A9?= menu"]
     for n, subject in enumerate(subjects, 1):
@@ -196,3 +207,101 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, tmp_path: 
         assert used in commands, used
     refused = [a for a in tb.answers() if not re.match(r"[0-9]+ OK\b", a)]
     assert refused == [], refused
+
+
+ADD_SMTP = TRUST + """
+const [port, password, certificate] = args;
+trust(port, certificate);
+const out = MailServices.outgoingServer.createServer("smtp");
+out.QueryInterface(Ci.nsISmtpServer).hostname = "127.0.0.1";
+out.QueryInterface(Ci.nsISmtpServer).port = port;
+out.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
+out.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
+out.username = ACCOUNT;
+out.password = password;
+const identity = MailServices.accounts.findAccountForServer(accountServer()).defaultIdentity;
+identity.smtpServerKey = out.key;
+identity.doFcc = true;  // a copy in Sent, appended over IMAP
+identity.fccFolderURI = folder("Sent").URI;
+"""
+
+# What the Send button ends in: the composed message handed to the send service.
+SEND = """
+const account = MailServices.accounts.findAccountForServer(accountServer());
+const path = PathUtils.join(PathUtils.tempDir, "outgoing.eml");
+await IOUtils.writeUTF8(path, args[0]);
+const file = await IOUtils.getFile(path);
+const fields = Cc["@mozilla.org/messengercompose/composefields;1"]
+  .createInstance(Ci.nsIMsgCompFields);
+fields.from = args[1];
+fields.to = args[2];
+const send = Cc["@mozilla.org/messengercompose/send;1"].createInstance(Ci.nsIMsgSend);
+return await new Promise(done => send.sendMessageFile(
+  account.defaultIdentity, account.key, fields, file, true, false,
+  Ci.nsIMsgSend.nsMsgDeliverNow, null, {
+    QueryInterface: ChromeUtils.generateQI(["nsIMsgSendListener"]),
+    onStartSending() {}, onProgress() {}, onStatus() {}, onGetDraftFolderURI() {},
+    onSendNotPerformed(id, status) { done(["not sent", status]); },
+    onTransportSecurityError(id, status) { done(["TLS error", status]); },
+    onStopSending(id, status) { done(["sent", status]); },
+  }, null, null));
+"""
+
+POP3_FETCH = TRUST + """
+const [address, port, password, certificate] = args;
+trust(port, certificate);
+const server = MailServices.accounts.createIncomingServer(address, "127.0.0.1", "pop3");
+server.port = port;
+server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
+server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
+server.password = password;
+const identity = MailServices.accounts.createIdentity();
+identity.email = address;
+const account = MailServices.accounts.createAccount();
+account.addIdentity(identity);
+account.incomingServer = server;
+const inbox = server.rootFolder.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
+// Get Messages, with the default "leave messages on server" off.
+const status = await new Promise(done => MailServices.pop3.GetNewMail(win.msgWindow, {
+  OnStartRunningUrl() {}, OnStopRunningUrl(url, status) { done(status); },
+}, inbox, server));
+return [status, [...inbox.messages].map(h => [h.mime2DecodedSubject, h.mime2DecodedAuthor])];
+"""
+
+
+def test_thunderbird_sends_over_submission_and_fetches_over_pop3(bare_stack: Stack,
+                                                                 thunderbird) -> None:
+    stack = bare_stack
+    start_as_in_production(stack, "mdad", "mtad")
+    tb = thunderbird
+    cert = certificate_base64(stack)
+    assert tb.run(ADD_ACCOUNT, stack.port("imap"), PASSWORD, cert) == 0
+    wait_for(lambda: tb.run('return !!folder("Sent");'), 30, "Thunderbird's folder list")
+    tb.run(ADD_SMTP, stack.port("submission"), PASSWORD, cert)
+
+    outgoing = (f"From: Alice <{ALICE}>\r\nTo: bob@example.test\r\n"
+                "Subject: =?utf-8?q?gr=C3=BC=C3=9Fe?= from Thunderbird\r\n"
+                "Message-ID: <tb1@example.test>\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                "\r\nHello Bob.\r\n")
+    assert tb.run(SEND, outgoing, f"Alice <{ALICE}>", "bob@example.test") == ["sent", 0]
+    delivered = stack.wait_messages("bob@example.test", 1)[0]
+    assert delivered.endswith(b"\n\nHello Bob.\n")  # Maildir files end lines in LF
+    assert b"Message-ID: <tb1@example.test>" in delivered
+    # mtad offers AUTH only after STARTTLS, so a submission by alice means both happened.
+    wait_for(lambda: "auth_user=alice@example.test" in stack.log("mtad"), 10, "the queue's log")
+    # Thunderbird's own SMTP log: STARTTLS before AUTH, and no 4xx or 5xx answer.
+    smtp = tb.output.read_text(errors="replace")
+    assert '"C: STARTTLS"' in smtp and '"C: AUTH PLAIN ' in smtp
+    assert smtp.index('"C: STARTTLS"') < smtp.index('"C: AUTH PLAIN ')
+    assert not re.search(r'"S: [45][0-9][0-9]', smtp)
+    # Its copy in Sent, appended over IMAP.
+    other = Observer(stack)
+    wait_for(lambda: other.flags("Sent") == {"=?utf-8?q?gr=C3=BC=C3=9Fe?= from Thunderbird":
+                                             {"\\Seen"}}, 30, "the copy in Sent")
+
+    status, fetched = tb.run(POP3_FETCH, "bob@example.test", stack.port("pop3"), PASSWORD, cert)
+    assert status == 0
+    assert fetched == [["grüße from Thunderbird", f"Alice <{ALICE}>"]]
+    # Fetched and deleted (DELE, then QUIT): nothing is left on the server.
+    wait_for(lambda: stack.messages("bob@example.test") == [], 10, "an empty maildrop")
+    assert "deleted=1" in stack.log("mdad")

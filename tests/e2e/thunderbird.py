@@ -9,6 +9,7 @@ tagged answer it got.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -33,6 +34,9 @@ PREFS = {
     "mail.rights.version": 1,
     "mail.spotlight.firstRunDone": True,
     "browser.dom.window.dump.enabled": True,
+    # Its SMTP client logs each line it sends to the console, kept on stdout.
+    "mailnews.smtp.loglevel": "All",
+    "devtools.console.stdout.chrome": True,
 }
 
 # Shared by every step: the mail services and a few helpers over them.
@@ -66,7 +70,7 @@ class Thunderbird:
         self.imap_log = workdir / "imap.moz_log"
         with open(self.profile / "user.js", "w") as f:
             for name, value in PREFS.items():
-                v = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+                v = json.dumps(value)
                 f.write(f'user_pref("{name}", {v});\n')
         env = dict(os.environ, MOZ_LOG="timestamp,sync,IMAP:5", MOZ_LOG_FILE=str(self.imap_log),
                    HOME=str(workdir))
