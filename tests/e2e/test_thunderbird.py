@@ -64,30 +64,34 @@ def certificate_base64(stack: Stack) -> str:
     return base64.b64encode(der).decode()
 
 
-# What "Confirm Security Exception" records for a self-signed certificate.
-TRUST = """
+# An account as the account wizard leaves it, over STARTTLS (STLS), with the
+# self-signed certificate accepted as "Confirm Security Exception" accepts it.
+NEW_ACCOUNT = """
 const trust = (port, certificate) => {
   const certdb = Cc["@mozilla.org/security/x509certdb;1"].getService(Ci.nsIX509CertDB);
   Cc["@mozilla.org/security/certoverride;1"].getService(Ci.nsICertOverrideService)
     .rememberValidityOverride("127.0.0.1", port, {}, certdb.constructX509FromBase64(certificate),
                               false);
 };
+const newAccount = (type, address, port, password, certificate) => {
+  trust(port, certificate);
+  const server = MailServices.accounts.createIncomingServer(address, "127.0.0.1", type);
+  server.port = port;
+  server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
+  server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
+  server.password = password;
+  const identity = MailServices.accounts.createIdentity();
+  identity.email = address;
+  const account = MailServices.accounts.createAccount();
+  account.addIdentity(identity);
+  account.defaultIdentity = identity;
+  account.incomingServer = server;
+  return server;
+};
 """
 
-ADD_ACCOUNT = TRUST + """
-const [port, password, certificate] = args;
-trust(port, certificate);
-const server = MailServices.accounts.createIncomingServer(ACCOUNT, "127.0.0.1", "imap");
-server.port = port;
-server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
-server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
-server.password = password;
-const identity = MailServices.accounts.createIdentity();
-identity.email = ACCOUNT;
-const account = MailServices.accounts.createAccount();
-account.addIdentity(identity);
-account.defaultIdentity = identity;
-account.incomingServer = server;
+ADD_ACCOUNT = NEW_ACCOUNT + """
+newAccount("imap", ACCOUNT, ...args);
 return await update("INBOX");
 """
 
@@ -209,7 +213,7 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
     assert refused == [], refused
 
 
-ADD_SMTP = TRUST + """
+ADD_SMTP = NEW_ACCOUNT + """
 const [port, password, certificate] = args;
 trust(port, certificate);
 const out = MailServices.outgoingServer.createServer("smtp");
@@ -247,19 +251,8 @@ return await new Promise(done => send.sendMessageFile(
   }, null, null));
 """
 
-POP3_FETCH = TRUST + """
-const [address, port, password, certificate] = args;
-trust(port, certificate);
-const server = MailServices.accounts.createIncomingServer(address, "127.0.0.1", "pop3");
-server.port = port;
-server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
-server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
-server.password = password;
-const identity = MailServices.accounts.createIdentity();
-identity.email = address;
-const account = MailServices.accounts.createAccount();
-account.addIdentity(identity);
-account.incomingServer = server;
+POP3_FETCH = NEW_ACCOUNT + """
+const server = newAccount("pop3", ...args);
 const inbox = server.rootFolder.getFolderWithFlags(Ci.nsMsgFolderFlags.Inbox);
 // Get Messages, with the default "leave messages on server" off.
 const status = await new Promise(done => MailServices.pop3.GetNewMail(win.msgWindow, {
