@@ -13,6 +13,7 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.conftest import PASSWORD, Stack, wait_for
+from tests.e2e.imapwire import read_response
 
 ALICE = "alice@example.test"
 
@@ -83,16 +84,7 @@ class Raw:
             self.ok(f"LOGIN {login} {_quote(PASSWORD)}")
 
     def _response(self) -> bytes:
-        """One response line with any literals inside it."""
-        out = b""
-        while True:
-            line = self.file.readline()
-            assert line, "connection closed"
-            out += line
-            m = re.search(rb"\{(\d+)\}\r\n$", line)
-            if not m:
-                return out
-            out += self.file.read(int(m.group(1)))
+        return read_response(self.file)
 
     def cmd(self, text: str | bytes) -> tuple[list[bytes], bytes]:
         """(untagged responses, tagged response) of one command."""

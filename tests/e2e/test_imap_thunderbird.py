@@ -15,6 +15,7 @@ import re
 import socket
 
 from tests.conftest import PASSWORD, Stack
+from tests.e2e.imapwire import read_response
 
 ALICE = "alice@example.test"
 HEADERS = ("From To Cc Bcc Subject Date Message-ID Priority X-Priority References "
@@ -36,15 +37,7 @@ class Client:
         self.n = 0
 
     def read(self) -> bytes:
-        out = b""
-        while True:
-            line = self.file.readline()
-            assert line, "connection closed"
-            out += line
-            m = re.search(rb"\{(\d+)\}\r\n$", line)
-            if not m:
-                return out
-            out += self.file.read(int(m.group(1)))
+        return read_response(self.file)
 
     def cmd(self, text: str) -> list[bytes]:
         """Send a command as Thunderbird numbers them; the untagged answers (OK required)."""
