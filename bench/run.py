@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,8 +38,19 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
 def anchors(setup: bool) -> dict[str, str] | None:
-    if not ANCHOR_READY.exists() and setup:
+    # The marker outlives the daemons (a machine restarted with /tmp kept):
+    # then the idempotent script starts them again.
+    down = ANCHOR_READY.exists() and not all(_answers(p) for p in (25, 143, 110))
+    if (down or not ANCHOR_READY.exists()) and setup:
         script = SHARED / "anchors" / "setup-postfix-dovecot.sh"
         if os.geteuid() != 0 or not script.exists():
             log("reference pair not set up (needs root and ../shared/anchors); mailpair alone")
