@@ -1,12 +1,13 @@
 """A session shaped like Thunderbird's with CONDSTORE on, command for command.
 
-test_thunderbird.py runs Thunderbird itself, which leaves CONDSTORE off
-unless an account asks for it. This replays what its IMAP log shows it
-sending to a server with our capabilities when it is on: its mixed-case
-command names and flag words, ID, NAMESPACE, the special-use LIST, SELECT
-with (CONDSTORE), the CHANGEDSINCE flag resync, its header-field list for
-the message pane, IDLE, a read, a move to Trash, and STATUS of the other
-folders. Each answer is checked for what Thunderbird reads from it.
+test_thunderbird.py runs Thunderbird itself. This replays such a session
+with each answer checked for what Thunderbird reads from it, and adds what
+a single run of the real client does not reach: SELECT with the
+(CONDSTORE) parameter (RFC 7162 lets a client send it; Thunderbird 153
+relies on the HIGHESTMODSEQ of a plain SELECT instead), its mixed-case
+command names and flag words, ID, NAMESPACE, the special-use LIST, the
+CHANGEDSINCE flag resync, its header-field list for the message pane,
+IDLE, a read, a move to Trash, and STATUS of the other folders.
 """
 
 from __future__ import annotations

@@ -2,14 +2,19 @@
 
 Thunderbird (Debian package thunderbird) gets new accounts as its account
 wizard would leave them, with the server's certificate accepted as a user
-accepts it, and then does what a user does. Over IMAP: reads the folder
-list and the message list, reads a message, marks, flags, deletes (a move
-to Trash), saves a draft, makes and renames a folder and empties the Trash,
-while another client changes the mailbox and mail arrives over LMTP as it
-sits in IDLE. Over SMTP submission and POP3: sends a message (a copy goes
-to Sent over IMAP), and another account fetches it and deletes it from the
-server. Each step is checked on both sides: in what Thunderbird shows and
-in what the server holds, and no command of Thunderbird's gets an error.
+accepts it, and then does what a user does.
+
+Over IMAP it reads the folder list and the message list, reads a message,
+marks, flags, deletes (a move to Trash), saves a draft, makes and renames a
+folder and empties the Trash. Meanwhile another client changes the mailbox
+and mail arrives over LMTP while it sits in IDLE, and after logging in
+again it catches up (with CONDSTORE on, by UID FETCH CHANGEDSINCE).
+
+Over SMTP submission and POP3 it sends a message (a copy goes to Sent over
+IMAP), and another account fetches it and deletes it from the server.
+
+Each step is checked on both sides, in what Thunderbird shows and in what
+the server holds, and no command of Thunderbird's gets an error.
 """
 
 from __future__ import annotations
@@ -121,10 +126,14 @@ MailServices.copy.copyFileMessage(file, folder("Drafts"), null, true,
 """
 
 
-@pytest.fixture
-def thunderbird(tmp_path: Path):
+@pytest.fixture(params=[False, True], ids=["plain", "condstore"])
+def thunderbird(request, tmp_path: Path):
+    """Thunderbird leaves CONDSTORE off unless asked (mail.server.default.use_condstore);
+    with it on, it resyncs a folder's flags with UID FETCH (CHANGEDSINCE)."""
     require_tool("thunderbird")
-    tb = Thunderbird(tmp_path / "thunderbird", ALICE)
+    tb = Thunderbird(tmp_path / "thunderbird", ALICE,
+                     {"mail.server.default.use_condstore": request.param})
+    tb.condstore = request.param
     try:
         yield tb
     finally:
@@ -186,6 +195,23 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
     assert tb.got_in_idle(r"^\* 2 FETCH \(.*\\Answered"), "the flag was not pushed in IDLE"
     assert tb.got_in_idle(r"^\* 3 EXISTS$"), "the delivery was not pushed in IDLE"
 
+    # Away and back: Thunderbird logs out, another client changes the folder,
+    # and Thunderbird selects it again and catches up.
+    tb.run("accountServer().closeCachedConnections();")
+    other.c.select("INBOX")
+    other.c.store("1", "+FLAGS", "(\\Flagged)")
+    other.c.store("2", "-FLAGS", "(\\Flagged)")
+    assert other.c.append("INBOX", None, None, message(5, "while away"))[0] == "OK"
+    assert tb.run('return await update("INBOX");') == 0
+
+    def caught_up() -> bool:
+        rows = {r["subject"]: r for r in tb.listing("INBOX")}
+        return ("while away" in rows and rows["note 1"]["flagged"]
+                and not rows["note 2"]["flagged"])
+    wait_for(caught_up, 30, "Thunderbird to catch up after logging in again")
+    resyncs = [c for c in tb.commands() if "CHANGEDSINCE" in c.upper()]
+    assert bool(resyncs) == tb.condstore, resyncs
+
     draft = (f"From: {ALICE}\r\nTo: dan@example.net\r\nSubject: draft one\r\n"
              "Message-ID: <d1@example.test>\r\n\r\nUnfinished.\r\n")
     tb.run(SAVE_DRAFT, draft)
@@ -201,7 +227,7 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
 
     tb.run('folder("Trash").emptyTrash(null);')
     wait_for(lambda: other.flags("Trash") == {}, 30, "an empty Trash")
-    assert set(other.flags("INBOX")) == {"note 1", "note 2", "arrived later"}
+    assert set(other.flags("INBOX")) == {"note 1", "note 2", "arrived later", "while away"}
 
     commands = [c.split(" ", 1)[0].upper() for c in tb.commands()]
     # Every connection (Thunderbird opens several) logs in only after STARTTLS.
@@ -262,6 +288,7 @@ return [status, [...inbox.messages].map(h => [h.mime2DecodedSubject, h.mime2Deco
 """
 
 
+@pytest.mark.parametrize("thunderbird", [False], ids=["plain"], indirect=True)
 def test_thunderbird_sends_over_submission_and_fetches_over_pop3(bare_stack: Stack,
                                                                  thunderbird) -> None:
     stack = bare_stack

@@ -63,13 +63,13 @@ const listing = name => [...folder(name).messages].map(h => ({
 
 
 class Thunderbird:
-    def __init__(self, workdir: Path, account: str) -> None:
+    def __init__(self, workdir: Path, account: str, prefs: dict | None = None) -> None:
         self.profile = workdir / "profile"
         self.profile.mkdir(parents=True)
         self.account = account
         self.imap_log = workdir / "imap.moz_log"
         with open(self.profile / "user.js", "w") as f:
-            for name, value in PREFS.items():
+            for name, value in {**PREFS, **(prefs or {})}.items():
                 v = json.dumps(value)
                 f.write(f'user_pref("{name}", {v});\n')
         env = dict(os.environ, MOZ_LOG="timestamp,sync,IMAP:5", MOZ_LOG_FILE=str(self.imap_log),
