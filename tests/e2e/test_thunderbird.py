@@ -201,13 +201,12 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
     other.c.select("INBOX")
     other.c.store("1", "+FLAGS", "(\\Flagged)")
     other.c.store("2", "-FLAGS", "(\\Flagged)")
-    assert other.c.append("INBOX", None, None, message(5, "while away"))[0] == "OK"
+    # (Only flags: a count that changed makes Thunderbird fetch all flags anyway.)
     assert tb.run('return await update("INBOX");') == 0
 
     def caught_up() -> bool:
         rows = {r["subject"]: r for r in tb.listing("INBOX")}
-        return ("while away" in rows and rows["note 1"]["flagged"]
-                and not rows["note 2"]["flagged"])
+        return rows["note 1"]["flagged"] and not rows["note 2"]["flagged"]
     wait_for(caught_up, 30, "Thunderbird to catch up after logging in again")
     resyncs = [c for c in tb.commands() if "CHANGEDSINCE" in c.upper()]
     assert bool(resyncs) == tb.condstore, resyncs
@@ -227,7 +226,7 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
 
     tb.run('folder("Trash").emptyTrash(null);')
     wait_for(lambda: other.flags("Trash") == {}, 30, "an empty Trash")
-    assert set(other.flags("INBOX")) == {"note 1", "note 2", "arrived later", "while away"}
+    assert set(other.flags("INBOX")) == {"note 1", "note 2", "arrived later"}
 
     commands = [c.split(" ", 1)[0].upper() for c in tb.commands()]
     # Every connection (Thunderbird opens several) logs in only after STARTTLS.
