@@ -1,14 +1,15 @@
-"""Thunderbird itself, headless, on the real daemons over STARTTLS.
+"""Thunderbird itself, headless, on the real daemons over TLS.
 
 Thunderbird (Debian package thunderbird) gets new accounts as its account
 wizard would leave them, with the server's certificate accepted as a user
 accepts it, and then does what a user does.
 
-Over IMAP it reads the folder list and the message list, reads a message,
-marks, flags, deletes (a move to Trash), saves a draft, makes and renames a
-folder and empties the Trash. Meanwhile another client changes the mailbox
-and mail arrives over LMTP while it sits in IDLE, and after logging in
-again it catches up (with CONDSTORE on, by UID FETCH CHANGEDSINCE).
+Over IMAP (143 with STARTTLS, and 993) it reads the folder list and the
+message list, reads a message, marks, flags, deletes (a move to Trash),
+saves a draft, makes and renames a folder and empties the Trash. Meanwhile
+another client changes the mailbox and mail arrives over LMTP while it sits
+in IDLE, and after logging in again it catches up (with CONDSTORE on, by
+UID FETCH CHANGEDSINCE).
 
 Over SMTP submission and POP3 it sends a message (a copy goes to Sent over
 IMAP), and another account fetches it and deletes it from the server.
@@ -69,8 +70,9 @@ def certificate_base64(stack: Stack) -> str:
     return base64.b64encode(der).decode()
 
 
-# An account as the account wizard leaves it, over STARTTLS (STLS), with the
-# self-signed certificate accepted as "Confirm Security Exception" accepts it.
+# An account as the account wizard leaves it, over STARTTLS (STLS) or implicit
+# TLS, with the self-signed certificate accepted as "Confirm Security
+# Exception" accepts it.
 NEW_ACCOUNT = """
 const trust = (port, certificate) => {
   const certdb = Cc["@mozilla.org/security/x509certdb;1"].getService(Ci.nsIX509CertDB);
@@ -78,11 +80,11 @@ const trust = (port, certificate) => {
     .rememberValidityOverride("127.0.0.1", port, {}, certdb.constructX509FromBase64(certificate),
                               false);
 };
-const newAccount = (type, address, port, password, certificate) => {
+const newAccount = (type, address, port, password, certificate, implicitTLS = false) => {
   trust(port, certificate);
   const server = MailServices.accounts.createIncomingServer(address, "127.0.0.1", type);
   server.port = port;
-  server.socketType = Ci.nsMsgSocketType.alwaysSTARTTLS;
+  server.socketType = implicitTLS ? Ci.nsMsgSocketType.SSL : Ci.nsMsgSocketType.alwaysSTARTTLS;
   server.authMethod = Ci.nsMsgAuthMethod.passwordCleartext;
   server.password = password;
   const identity = MailServices.accounts.createIdentity();
@@ -126,14 +128,16 @@ MailServices.copy.copyFileMessage(file, folder("Drafts"), null, true,
 """
 
 
-@pytest.fixture(params=[False, True], ids=["plain", "condstore"])
+@pytest.fixture(params=[(False, "imap"), (True, "imaps")], ids=["starttls", "imaps-condstore"])
 def thunderbird(request, tmp_path: Path):
     """Thunderbird leaves CONDSTORE off unless asked (mail.server.default.use_condstore);
-    with it on, it resyncs a folder's flags with UID FETCH (CHANGEDSINCE)."""
+    with it on, it resyncs a folder's flags with UID FETCH (CHANGEDSINCE). The IMAP
+    account uses 143 with STARTTLS, or 993."""
     require_tool("thunderbird")
+    condstore, tb_listener = request.param
     tb = Thunderbird(tmp_path / "thunderbird", ALICE,
-                     {"mail.server.default.use_condstore": request.param})
-    tb.condstore = request.param
+                     {"mail.server.default.use_condstore": condstore})
+    tb.condstore, tb.listener = condstore, tb_listener
     try:
         yield tb
     finally:
@@ -158,7 +162,8 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
         assert other.c.append("INBOX", None, None, message(n, subject))[0] == "OK"
     tb = thunderbird
 
-    assert tb.run(ADD_ACCOUNT, stack.port("imap"), PASSWORD, certificate_base64(stack)) == 0
+    assert tb.run(ADD_ACCOUNT, stack.port(tb.listener), PASSWORD, certificate_base64(stack),
+                  tb.listener == "imaps") == 0
     shown = wait_for(lambda: (rows := tb.listing("INBOX")) and len(rows) == 3 and rows,
                      30, "Thunderbird's message list")
     assert [(r["subject"], r["author"]) for r in shown] == [
@@ -231,7 +236,8 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
     commands = [c.split(" ", 1)[0].upper() for c in tb.commands()]
     # Every connection (Thunderbird opens several) logs in only after STARTTLS.
     logins = commands.count("AUTHENTICATE") + commands.count("LOGIN")
-    assert logins >= 2 and commands.count("STARTTLS") == logins, commands
+    starttls = logins if tb.listener == "imap" else 0
+    assert logins >= 2 and commands.count("STARTTLS") == starttls, commands
     for used in ("IDLE", "UID", "SELECT", "APPEND", "CREATE", "RENAME", "SUBSCRIBE", "EXPUNGE"):
         assert used in commands, used
     refused = [a for a in tb.answers() if not re.match(r"[0-9]+ OK\b", a)]
@@ -287,7 +293,7 @@ return [status, [...inbox.messages].map(h => [h.mime2DecodedSubject, h.mime2Deco
 """
 
 
-@pytest.mark.parametrize("thunderbird", [False], ids=["plain"], indirect=True)
+@pytest.mark.parametrize("thunderbird", [(False, "imap")], ids=["starttls"], indirect=True)
 def test_thunderbird_sends_over_submission_and_fetches_over_pop3(bare_stack: Stack,
                                                                  thunderbird) -> None:
     stack = bare_stack
