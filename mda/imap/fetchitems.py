@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .grammar import ATOM_CHARS, Cursor, ParseError
@@ -83,10 +84,17 @@ class BodySection:
 
     def response_name(self) -> str:
         """`BODY[1.TEXT]<0>`: never PEEK, and only the origin of a partial."""
-        name = f"BODY[{self.section.spec()}]"
-        if self.partial is not None:
-            name += f"<{self.partial[0]}>"
-        return name
+        return _response_name(self)
+
+
+# FETCH 1:* of a header-field list names the same section for each of 100,000
+# messages: worked out once per command, not once per message.
+@functools.lru_cache(maxsize=256)
+def _response_name(att: BodySection) -> str:
+    name = f"BODY[{att.section.spec()}]"
+    if att.partial is not None:
+        name += f"<{att.partial[0]}>"
+    return name
 
 
 FetchAtt = FetchItem | BodySection

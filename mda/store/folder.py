@@ -526,6 +526,16 @@ class Folder:
             return {u: f"{path}{'new' if r.in_new else 'cur'}/{r.base}{r.suffix}"
                     for u, r in rows.items()}
 
+    def _open_at(self, paths: dict[int, str], uid: int) -> BinaryIO:
+        """open_message, trying first where paths_of saw the file."""
+        path = paths.get(uid)
+        if path is not None:
+            try:
+                return open(path, "rb")  # noqa: SIM115 - the caller closes it
+            except FileNotFoundError:
+                pass  # renamed or expunged since: open_message looks again
+        return self.open_message(uid)
+
     def read(self, uid: int) -> bytes:
         """The message as stored (LF line ends)."""
         with self.open_message(uid) as f:
@@ -556,12 +566,15 @@ class Folder:
             targets = self._state.uids.tolist() if uids is None else list(uids)
             fid = self._folder_id()
             known = self._ix.column(fid, column, targets)
+            missing = [u for u in targets if known.get(u) is None]
+            # The first RFC822.SIZE of 1:* opens every file: their paths in one query.
+            paths = self.paths_of(missing) if len(missing) > 1 else {}
             found: dict[int, int] = {}
             computed: dict[int, int] = {}
             for uid in targets:
                 value = known.get(uid)
                 if value is None:
-                    with contextlib.suppress(MessageGone), self.open_message(uid) as f:
+                    with contextlib.suppress(MessageGone), self._open_at(paths, uid) as f:
                         value = computed[uid] = compute(f)
                 if value is not None:
                     found[uid] = value
