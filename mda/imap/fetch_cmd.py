@@ -6,7 +6,10 @@ message data were read), the handler sends them, then asks for the next.
 
 ENVELOPE, BODY and BODYSTRUCTURE go into the index (`Folder.put_parsed_many`)
 the first time they are computed, so the next `FETCH 1:* (ENVELOPE)` opens
-no file. When only a message's header is needed (ENVELOPE, RFC822.HEADER,
+no file. So do the header-field lists clients fetch for their message lists
+(`BODY.PEEK[HEADER.FIELDS (From To Subject ...)]`, Thunderbird's and mutt's),
+one index entry per message for each set of field names, as Dovecot keeps
+such fields in its cache file. When only a message's header is needed (ENVELOPE, RFC822.HEADER,
 BODY[HEADER...]), only the header is read from the file.
 
 The \\Seen flag is set (on a writable mailbox) once per chunk, after the data was
@@ -73,6 +76,23 @@ def _is_raw(att: FetchAtt) -> bool:
     return not att.section.part and att.section.text is None
 
 
+# A client asking for a long list of its own is not caching's business.
+MAX_FIELDS_KEY = 1000
+
+
+def fields_key(att: FetchAtt) -> str | None:
+    """The index key of a header-field list of the whole message, or None: one
+    entry whatever the order and case of the names, which give the same answer."""
+    if not isinstance(att, BodySection):
+        return None
+    sec = att.section
+    if sec.part or sec.text not in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        return None
+    kind = "fields" if sec.text == "HEADER.FIELDS" else "fields-not"
+    key = f"{kind} " + " ".join(sorted({f.upper() for f in sec.fields}))
+    return key if len(key) <= MAX_FIELDS_KEY else None
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one FETCH command needs, worked out once."""
@@ -86,20 +106,24 @@ class Plan:
     raw: bool  # every non-cached item is the whole message as stored (BODY[], RFC822)
     cached: tuple[str, ...]  # ENVELOPE, BODY, BODYSTRUCTURE asked for
     names: frozenset[str]
+    fields: dict[BodySection, str]  # cached header-field sections -> their index key
 
     @classmethod
     def of(cls, cmd: C.Fetch, writable: bool) -> Plan:
         names = frozenset(a.name for a in cmd.items if isinstance(a, FetchItem))
+        fields = {a: k for a in cmd.items if (k := fields_key(a)) is not None}
+        rest = [a for a in cmd.items if a not in fields]
         return cls(
             items=cmd.items,
             uid_first=cmd.uid and "UID" not in names,
             modseq_last=cmd.changedsince is not None and "MODSEQ" not in names,
             sets_seen=writable and any(a.sets_seen for a in cmd.items),
-            content=max((_level(a) for a in cmd.items), default=NOTHING),
+            content=max((_level(a) for a in rest), default=NOTHING),
             structure=any(isinstance(a, BodySection) and a.section.part for a in cmd.items),
-            raw=all(_is_raw(a) for a in cmd.items if _level(a) != NOTHING),
+            raw=all(_is_raw(a) for a in rest if _level(a) != NOTHING),
             cached=tuple(n for n in CACHED if n in names),
             names=names,
+            fields=fields,
         )
 
 
@@ -176,12 +200,18 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
     uids = [u for _, u in batch]
     cache = {n: folder.get_parsed_many(CACHE_KEY[n], uids) for n in plan.cached}
     fresh: dict[str, dict[int, bytes]] = {n: {} for n in plan.cached}
+    # By index key: the same list may come twice (BODY[...] and BODY.PEEK[...]).
+    keys = sorted(set(plan.fields.values()))
+    fields = {k: folder.get_parsed_many(k, uids) for k in keys}
+    fields_fresh: dict[str, dict[int, bytes]] = {k: {} for k in keys}
     levels: dict[int, int] = {}
     for uid in uids:
         level = plan.content
         for n in plan.cached:
             if uid not in cache[n]:
                 level = max(level, CACHED[n][1])
+        if any(uid not in fields[k] for k in keys):
+            level = max(level, HEADER)
         if level != NOTHING:
             levels[uid] = level
     paths = folder.paths_of(list(levels)) if levels else {}
@@ -205,9 +235,10 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
         # root's header and spans, which parse_header gives alike and cheaper,
         # and ENVELOPE alone at a few fields. BODY[] needs no parsing at all.
         msg: message.Part | HeaderFields | None = None
+        fields_missing = [k for k in keys if uid not in fields[k]]
         if plan.structure or any(uid not in cache[n] for n in plan.cached if n != "ENVELOPE"):
             msg = message.parse(data)
-        elif plan.content and not plan.raw:
+        elif (plan.content and not plan.raw) or fields_missing:
             msg = message.parse_header(data)
         elif any(uid not in cache[n] for n in plan.cached):
             msg = _HEADER_FIELDS.read(data)
@@ -220,6 +251,13 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
                 assert msg is not None
                 value = CACHED[n][0](msg)
                 cache[n][uid] = fresh[n][uid] = value
+        if fields_missing:
+            assert isinstance(msg, message.Part)
+            for att, k in plan.fields.items():
+                if k in fields_missing and uid not in fields[k]:
+                    sec = att.section
+                    fields[k][uid] = fields_fresh[k][uid] = F.section(
+                        msg, (), sec.text, sec.fields)
         if plan.content:
             parsed[uid] = data if plan.raw else msg  # type: ignore[assignment]
         if read >= CHUNK_BYTES:
@@ -228,6 +266,9 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
     for n, values in fresh.items():
         if values:
             folder.put_parsed_many(CACHE_KEY[n], values)  # type: ignore[arg-type]
+    for k, values in fields_fresh.items():
+        if values:
+            folder.put_parsed_many(k, values)  # type: ignore[arg-type]
     if headers or raws:
         _keep_search_text(folder, headers, raws, fresh)
     ok = [u for _, u in batch if u not in gone]
@@ -245,7 +286,7 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
     for seq, uid in batch:
         if uid in gone:
             continue
-        items = _items(folder, plan, uid, parsed.get(uid), cache, flags, sizes, dates,
+        items = _items(folder, plan, uid, parsed.get(uid), cache, fields, flags, sizes, dates,
                        uid in seen_now, condstore)
         if items is None:
             lost += 1
@@ -278,7 +319,8 @@ def _keep_search_text(folder: Folder, headers: dict[int, message.Part | HeaderFi
 
 
 def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | bytes | None,
-           cache: dict[str, dict[int, object]], flags: dict, sizes: dict, dates: dict,
+           cache: dict[str, dict[int, object]], field_cache: dict[str, dict[int, object]],
+           flags: dict, sizes: dict, dates: dict,
            seen_now: bool, condstore: bool) -> list[tuple[str, bytes]] | None:
     """One message's FETCH items, or None when some of its data is gone."""
     items: list[tuple[str, bytes]] = []
@@ -286,6 +328,16 @@ def _items(folder: Folder, plan: Plan, uid: int, msg: message.Part | bytes | Non
         items.append(("UID", b"%d" % uid))
     for att in plan.items:
         if isinstance(att, BodySection):
+            key = plan.fields.get(att)
+            if key is not None:
+                value = field_cache[key].get(uid)
+                if value is None:
+                    return None
+                data = bytes(value)  # type: ignore[arg-type]
+                if att.partial is not None:
+                    data = F.partial(data, *att.partial)
+                items.append((att.response_name(), R.literal(data)))
+                continue
             if msg is None:
                 return None
             sec = att.section

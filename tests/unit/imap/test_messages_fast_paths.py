@@ -258,3 +258,37 @@ def test_a_failed_search_text_write_does_not_fail_a_fetch(box: Box, monkeypatch)
     monkeypatch.setattr(Folder, "put_parsed_many", locked)
     _forget(box)
     assert box.command(b"a FETCH 1:2 (BODY.PEEK[])")[-1] == b"a OK FETCH completed\r\n"
+
+
+FIELD_NAMES = ["From", "to", "SUBJECT", "Date", "x-a", "Received", "Content-Type"]
+
+
+@pytest.fixture
+def one_box(tmp_path: Path) -> Iterator[Box]:
+    """One store for all of a hypothesis test's examples, each delivering one more
+    message: a store per example would make the test slower than it is useful."""
+    b = Box(tmp_path / "Maildir")
+    yield b
+    b.close()
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(messages(), st.binary(max_size=300)),
+       names=st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=4),
+       negate=st.booleans())
+def test_cached_header_fields_answer_as_the_parsed_file(one_box: Box, data: bytes,
+                                                       names: list[str], negate: bool) -> None:
+    box = one_box
+    box.deliver(data)
+    box.refresh()
+    folder = box.session.folder
+    assert folder is not None
+    uid = folder.uids[-1]
+    text = "HEADER.FIELDS.NOT" if negate else "HEADER.FIELDS"
+    expected = F.section(parse(folder.read(uid)), (), text, tuple(names))
+    line = f"a UID FETCH {uid} (BODY.PEEK[{text} ({' '.join(names)})])".encode()
+    for _ in ("computed", "cached"):
+        out = box.command(line)
+        assert out[-1].startswith(b"a OK"), out
+        assert out[0].endswith(b"] {%d}\r\n" % len(expected) + expected + b")\r\n"), out[0]

@@ -123,6 +123,53 @@ def test_cached_items_survive_a_changed_file(box: Box) -> None:
     assert box.command(b"a FETCH 1 (ENVELOPE BODY BODYSTRUCTURE)") == first
 
 
+THUNDERBIRD = (b"BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID Priority "
+               b"X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)]")
+
+
+def test_a_header_field_list_is_read_once_then_comes_from_the_cache(box: Box,
+                                                                    monkeypatch) -> None:
+    for i in (1, 2, 3):
+        box.deliver(message(i, f"X-Priority: {i}\nReceived: from a.example\n"))
+    box.refresh()
+    first = box.command(b"a UID FETCH 1:* (UID RFC822.SIZE FLAGS " + THUNDERBIRD + b")")
+    assert len(first) == 4 and first[-1].startswith(b"a OK")
+    assert first[1].endswith(b"{69}\r\nFrom: Sender 2 <s2@example.net>\r\nSubject: number 2\r\n"
+                             b"X-Priority: 2\r\n\r\n)\r\n")
+    loose = box.command(b"b FETCH 2 (BODY.PEEK[HEADER.FIELDS.NOT (Received x-priority)])")
+
+    def no_files(*args, **kwargs):
+        raise AssertionError("a cached header-field list must not open the message")
+
+    monkeypatch.setattr(Folder, "open_message", no_files)
+    monkeypatch.setattr(fetch_cmd, "read_at", no_files)
+    assert box.command(b"a UID FETCH 1:* (UID RFC822.SIZE FLAGS " + THUNDERBIRD + b")") == first
+    again = box.command(b"b FETCH 2 (BODY.PEEK[HEADER.FIELDS.NOT (x-priority RECEIVED)])")
+    assert again[0].split(b"]", 1)[1] == loose[0].split(b"]", 1)[1]  # the names as asked
+    # The same names in another order and case are the same entry; a part of it too.
+    part = box.command(b"c FETCH 2 (BODY.PEEK[HEADER.FIELDS.NOT (received X-PRIORITY)]<0.12>)")
+    assert part[0] == (b"* 2 FETCH (BODY[HEADER.FIELDS.NOT (received X-PRIORITY)]<0> {12}\r\n"
+                       b"From: Sender)\r\n")
+    with pytest.raises(AssertionError, match="must not open"):
+        box.command(b"d FETCH 2 (BODY.PEEK[HEADER.FIELDS (Subject)])")  # another list
+
+
+def test_cached_header_fields_beside_other_items(box: Box) -> None:
+    """The whole message and the MIME tree alongside a cached list answer as alone,
+    and a cached list without PEEK still sets \\Seen."""
+    filled(box, 2)
+    alone = {n: box.command(b"a FETCH %d (BODY.PEEK[] BODYSTRUCTURE)" % n)[0] for n in (1, 2)}
+    box.command(b"b FETCH 1 (BODY.PEEK[HEADER.FIELDS (Subject)])")  # 1 cached, 2 not
+    for n in (1, 2):
+        section = f" BODY[HEADER.FIELDS (Subject)] {{21}}\r\nSubject: number {n}\r\n\r\n"
+        both = box.command(b"c FETCH %d (BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (Subject)]"
+                           b" BODYSTRUCTURE)" % n)[0]
+        assert section.encode() in both
+        assert both.replace(section.encode(), b"") == alone[n]
+    seen = box.command(b"d FETCH 1 (BODY[HEADER.FIELDS (Subject)])")
+    assert seen[0].endswith(b"Subject: number 1\r\n\r\n FLAGS (\\Seen \\Recent))\r\n")
+
+
 def test_one_thread_call_per_chunk(box: Box) -> None:
     filled(box, 1200)
     box.runs = 0
