@@ -112,7 +112,8 @@ class Handler:
                 return "452 4.3.1 Insufficient system storage, try again later"
             return "451 4.3.0 Local error in processing, try again later"
         try:
-            await self.queue.call("commit", id=env.id)
+            # Sent again if a reload replaced the queue process before it answered.
+            await self.queue.call("commit", idempotent=True, id=env.id)
         except ipc.IPCError as e:
             self.log.error("commit failed", queue_id=env.id, error=str(e))
             await asyncio.to_thread(spool.discard_incoming, root, env.id)

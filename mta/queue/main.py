@@ -75,6 +75,8 @@ class Queue:
         if not spool.valid_id(qid):
             raise ValueError(f"bad queue id {qid!r}")
         env = await asyncio.to_thread(spool.commit, self.root, qid)
+        if qid in self.envs:
+            return {}  # sent again after a reload; this process loaded it from the spool
         self.log.info(
             "queued", queue_id=qid, sender=env.sender, size=env.size,
             nrcpt=len(env.recipients), client=env.client, auth_user=env.auth_user,

@@ -84,10 +84,19 @@ def discard_incoming(root: Path, qid: str) -> None:
 
 
 def commit(root: Path, qid: str) -> Envelope:
-    """Move a message from incoming/ into the queue, durably."""
+    """Move a message from incoming/ into the queue, durably.
+
+    Committing a message again finishes what the first commit did or left
+    undone: the request may be sent twice when a reload replaced the queue
+    process before its answer came (ipc.Client.call, idempotent).
+    """
     src, dst = root / INCOMING / qid, root / QUEUE / qid
-    os.rename(src.with_suffix(".msg"), dst.with_suffix(".msg"))
-    os.rename(src.with_suffix(".env"), dst.with_suffix(".env"))
+    for suffix in (".msg", ".env"):  # the .env last: it is what makes it queued
+        try:
+            os.rename(src.with_suffix(suffix), dst.with_suffix(suffix))
+        except FileNotFoundError:
+            if not dst.with_suffix(suffix).exists():
+                raise
     fsync_dir(root / QUEUE)
     return Envelope.from_bytes(dst.with_suffix(".env").read_bytes())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import re
 import time
 from pathlib import Path
@@ -89,6 +90,24 @@ def test_write_incoming_then_commit_moves_both_files(root):
     assert files(root / spool.QUEUE) == [f"{env.id}.env", f"{env.id}.msg"]
     assert spool.message_path(root, env.id).read_bytes() == message
     assert Envelope.from_bytes((root / spool.QUEUE / f"{env.id}.env").read_bytes()) == env
+
+
+def test_commit_sent_again_finishes_or_confirms_the_first(root):
+    # A reload may replace the queue process before its answer: the smtp
+    # process sends the commit again, to the new one.
+    env = make_env()
+    spool.write_incoming(root, env, b"x\r\n")
+    assert spool.commit(root, env.id) == env
+    assert spool.commit(root, env.id) == env  # done already: confirmed
+    other = make_env()
+    spool.write_incoming(root, other, b"y\r\n")
+    os.rename(root / spool.INCOMING / f"{other.id}.msg", root / spool.QUEUE / f"{other.id}.msg")
+    assert spool.commit(root, other.id) == other  # half done: finished
+    assert files(root / spool.INCOMING) == []
+    assert files(root / spool.QUEUE) == sorted(
+        f"{e.id}.{x}" for e in (env, other) for x in ("env", "msg"))
+    with pytest.raises(FileNotFoundError):
+        spool.commit(root, make_env().id)  # never written
 
 
 def test_write_incoming_failing_on_the_envelope_leaves_nothing(root, monkeypatch):
