@@ -30,8 +30,8 @@ from mda.imap import response as R
 from mda.imap import searchcache
 from mda.imap.fetchitems import BodySection, FetchAtt, FetchItem
 from mda.imap.msgset import InvalidSequence, Target, flag_list, guarded, local_time, resolve
+from mda.store import content, message
 from mda.store import errors as E
-from mda.store import message
 from mda.store.flags import SEEN
 from mda.store.folder import Folder
 from mda.store.headerscan import FieldReader, HeaderFields
@@ -214,7 +214,13 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
             level = max(level, HEADER)
         if level != NOTHING:
             levels[uid] = level
-    paths = folder.paths_of(list(levels)) if levels else {}
+    # Sizes not known yet are counted from the file this chunk reads anyway
+    # (Thunderbird's first sync asks for RFC822.SIZE beside the header).
+    sizes = folder.sizes(uids, read_missing=False) if "RFC822.SIZE" in plan.names else {}
+    unsized = {u for u in uids if u not in sizes} if "RFC822.SIZE" in plan.names else set()
+    counted: dict[int, int] = {}
+    paths = folder.paths_of([u for u in uids if u in levels or u in unsized]) \
+        if levels or unsized else {}
     parsed: dict[int, message.Part | bytes] = {}  # bytes: the message, for plan.raw
     headers: dict[int, message.Part | HeaderFields] = {}  # for the search cache
     raws: dict[int, bytes] = {}  # read, not parsed: for the search cache if need be
@@ -223,14 +229,19 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
     for _, uid in batch:
         done += 1
         level = levels.get(uid, NOTHING)
-        if level == NOTHING:
+        if level == NOTHING and uid not in unsized:
             continue
         try:
-            data = read_at(folder, paths, uid, header_only=level == HEADER)
+            data = read_at(folder, paths, uid,
+                           header_only=level == HEADER and uid not in unsized)
         except (E.MessageGone, FileNotFoundError):
             gone.add(uid)
             continue
         read += len(data)
+        if uid in unsized:
+            sizes[uid] = counted[uid] = content.crlf_size(data)
+        if level == NOTHING:
+            continue  # read for its size alone
         # The MIME scan only for what needs the tree; the rest looks at the
         # root's header and spans, which parse_header gives alike and cheaper,
         # and ENVELOPE alone at a few fields. BODY[] needs no parsing at all.
@@ -279,7 +290,8 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
         if unseen:
             seen_now = set(folder.store(unseen, [SEEN], "add").changed)
     flags = folder.flags_of(ok) if ("FLAGS" in plan.names or seen_now) else {}
-    sizes = folder.sizes(ok) if "RFC822.SIZE" in plan.names else {}
+    if counted:
+        folder.remember_sizes(counted)
     dates = folder.internal_dates(ok) if "INTERNALDATE" in plan.names else {}
     out: list[bytes] = []
     lost = len(gone)

@@ -170,6 +170,45 @@ def test_cached_header_fields_beside_other_items(box: Box) -> None:
     assert seen[0].endswith(b"Subject: number 1\r\n\r\n FLAGS (\\Seen \\Recent))\r\n")
 
 
+def test_a_size_not_known_yet_is_counted_from_the_one_read(box: Box, monkeypatch) -> None:
+    # Names without S= (written by another program): the size needs the file.
+    for i in (1, 2, 3):
+        name = f"17000000{i:02d}.M1P1.other"
+        (box.root / "new" / name).write_bytes(b"Subject: s%d\n\nline\nline\n" % i)
+    box.refresh()
+    reads: list[int] = []
+    read_at = fetch_cmd.read_at
+
+    def counting(folder, paths, uid, header_only):
+        reads.append(uid)
+        return read_at(folder, paths, uid, header_only)
+
+    def no_second_open(*args, **kwargs):
+        raise AssertionError("the size must come from the read FETCH does anyway")
+
+    monkeypatch.setattr(fetch_cmd, "read_at", counting)
+    monkeypatch.setattr(Folder, "open_message", no_second_open)
+    monkeypatch.setattr(Folder, "_open_at", no_second_open)
+    out = box.command(b"a FETCH 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (Subject)])")
+    assert [line.split(b" BODY")[0] for line in out[:3]] == [
+        b"* %d FETCH (RFC822.SIZE 27" % n for n in (1, 2, 3)]
+    assert reads == [1, 2, 3]
+    assert box.command(b"b FETCH 1:* (RFC822.SIZE)")[:3] == [
+        b"* %d FETCH (RFC822.SIZE 27)\r\n" % n for n in (1, 2, 3)]
+    assert reads == [1, 2, 3]  # remembered: no file read for sizes alone
+
+
+def test_sizes_alone_read_each_file_once(box: Box, monkeypatch) -> None:
+    (box.root / "new" / "1700000001.M1P1.other").write_bytes(b"A: b\n\nx\n")
+    box.refresh()
+
+    def no_second_open(*args, **kwargs):
+        raise AssertionError("the size must come from the read FETCH does")
+
+    monkeypatch.setattr(Folder, "_open_at", no_second_open)
+    assert box.command(b"a FETCH 1 (RFC822.SIZE)")[0] == b"* 1 FETCH (RFC822.SIZE 11)\r\n"
+
+
 def test_one_thread_call_per_chunk(box: Box) -> None:
     filled(box, 1200)
     box.runs = 0
