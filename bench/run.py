@@ -6,6 +6,10 @@ up on loopback by the anchors script when it is not up yet), and prints each
 figure beside the reference's with the ratio.
 
     python -m bench.run [--quick] [--no-anchors] [--only smtp_load,smtp_latency,pop3_retr]
+
+Figures: smtp_load, smtp_latency, pop3_retr, imap_ops, imap_idle_mem (the
+shared harness's scripts) and imap_client_list (bench/imap_client_list.py:
+a client's message list, Thunderbird's first sync).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from common.passwords import hash_password
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MAILPAIR_SHARED", ROOT.parent / "shared"))
 SCRIPTS = SHARED / "bench"
+OURS = ROOT / "bench"  # figures of our own, on the shared harness's helpers
 ANCHOR_READY = Path("/tmp/anchor-stack-ready")
 USER, PASSWORD = "carol@example.test", "secret-pass-1"
 # The anchors' POP3 account (the harness's default), a mailbox of its own.
@@ -131,9 +136,12 @@ plaintext_on_loopback = true
 
 
 def figure(script: str, label: str, args: list[str], out: Path) -> None:
-    cmd = [sys.executable, str(SCRIPTS / script), "--label", label, "--json-out", str(out), *args]
+    """A figure script of the shared harness, or of ours (bench/) when it is here."""
+    path = OURS / script if (OURS / script).exists() else SCRIPTS / script
+    cmd = [sys.executable, str(path), "--label", label, "--json-out", str(out), *args]
     log("+ " + " ".join(cmd))
-    subprocess.run(cmd, check=False, timeout=3600)
+    subprocess.run(cmd, check=False, timeout=3600,
+                   env={**os.environ, "MAILPAIR_BENCH_SCRIPTS": str(SCRIPTS)})
 
 
 def table(out: Path, ours: str, theirs: str) -> str:
@@ -172,7 +180,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer messages and one run each")
     ap.add_argument("--no-anchors", action="store_true", help="do not set up Postfix + Dovecot")
-    ap.add_argument("--only", default="smtp_load,smtp_latency,pop3_retr,imap_ops,imap_idle_mem")
+    ap.add_argument("--only", default="smtp_load,smtp_latency,pop3_retr,imap_ops,"
+                                      "imap_client_list,imap_idle_mem")
     ap.add_argument("--imap-count", type=int, action="append",
                     help="mailbox sizes for imap_ops (default 10000 and 100000; 2000 with --quick)")
     a = ap.parse_args()
@@ -233,6 +242,13 @@ def main() -> None:
                 figure("imap_ops.py", "mailpair", imap_mine + extra, out)
                 if ref is not None:
                     figure("imap_ops.py", "postfix+dovecot", imap_theirs + extra, out)
+        if "imap_client_list" in only:
+            for count in counts:
+                extra = ["--count", str(count), "--runs", "1" if a.quick or count > 20000
+                         else "3"]
+                figure("imap_client_list.py", "mailpair", imap_mine + extra, out)
+                if ref is not None:
+                    figure("imap_client_list.py", "postfix+dovecot", imap_theirs + extra, out)
         if "imap_idle_mem" in only:
             # Uses the mailbox imap_ops left behind.
             extra = ["--clients", "100" if a.quick else "500", "--runs", "1"]
