@@ -235,22 +235,17 @@ def main() -> None:
         imap_theirs = ["--port", ref.get("IMAP_PORT", "143") if ref else "143", "--user", USER,
                        "--server-pidfile", "/run/dovecot/master.pid"]
         counts = a.imap_count or ([2000] if a.quick else [10000, 100000])
-        if "imap_ops" in only:
+        for name in ("imap_ops", "imap_client_list"):
+            if name not in only:
+                continue
             for count in counts:
                 extra = ["--count", str(count), "--runs", "1" if a.quick or count > 20000
                          else "3"]
-                figure("imap_ops.py", "mailpair", imap_mine + extra, out)
+                figure(f"{name}.py", "mailpair", imap_mine + extra, out)
                 if ref is not None:
-                    figure("imap_ops.py", "postfix+dovecot", imap_theirs + extra, out)
-        if "imap_client_list" in only:
-            for count in counts:
-                extra = ["--count", str(count), "--runs", "1" if a.quick or count > 20000
-                         else "3"]
-                figure("imap_client_list.py", "mailpair", imap_mine + extra, out)
-                if ref is not None:
-                    figure("imap_client_list.py", "postfix+dovecot", imap_theirs + extra, out)
+                    figure(f"{name}.py", "postfix+dovecot", imap_theirs + extra, out)
         if "imap_idle_mem" in only:
-            # Uses the mailbox imap_ops left behind.
+            # Uses the mailbox the figures above left behind (both fill it alike).
             extra = ["--clients", "100" if a.quick else "500", "--runs", "1"]
             figure("imap_idle_mem.py", "mailpair", imap_mine + extra, out)
             if ref is not None:

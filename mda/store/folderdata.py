@@ -33,8 +33,8 @@ class MessageData:
     _state: State
     _pending: set[int]
 
-    def _folder_id(self, *, sync: bool = False) -> int:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        def _folder_id(self, *, sync: bool = False) -> int: ...
 
     # -- reading -------------------------------------------------------------
 
