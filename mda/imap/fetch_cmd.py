@@ -9,8 +9,9 @@ the first time they are computed, so the next `FETCH 1:* (ENVELOPE)` opens
 no file. So do the header-field lists clients fetch for their message lists
 (`BODY.PEEK[HEADER.FIELDS (From To Subject ...)]`, Thunderbird's and mutt's),
 one index entry per message for each set of field names, as Dovecot keeps
-such fields in its cache file. When only a message's header is needed (ENVELOPE, RFC822.HEADER,
-BODY[HEADER...]), only the header is read from the file.
+such fields in its cache file. When only a message's header is needed
+(ENVELOPE, RFC822.HEADER, BODY[HEADER...]), only the header is read from the
+file, unless its size is not known yet (RFC822.SIZE counts the whole file).
 
 The \\Seen flag is set (on a writable mailbox) once per chunk, after the data was
 read, and the new FLAGS go out with the data (RFC 3501 6.4.5).
@@ -216,11 +217,12 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
             levels[uid] = level
     # Sizes not known yet are counted from the file this chunk reads anyway
     # (Thunderbird's first sync asks for RFC822.SIZE beside the header).
-    sizes = folder.sizes(uids, read_missing=False) if "RFC822.SIZE" in plan.names else {}
-    unsized = {u for u in uids if u not in sizes} if "RFC822.SIZE" in plan.names else set()
+    want_sizes = "RFC822.SIZE" in plan.names
+    sizes = folder.sizes(uids, read_missing=False) if want_sizes else {}
+    unsized = {u for u in uids if u not in sizes} if want_sizes else set()
     counted: dict[int, int] = {}
-    paths = folder.paths_of([u for u in uids if u in levels or u in unsized]) \
-        if levels or unsized else {}
+    to_read = [u for u in uids if u in levels or u in unsized]
+    paths = folder.paths_of(to_read) if to_read else {}
     parsed: dict[int, message.Part | bytes] = {}  # bytes: the message, for plan.raw
     headers: dict[int, message.Part | HeaderFields] = {}  # for the search cache
     raws: dict[int, bytes] = {}  # read, not parsed: for the search cache if need be

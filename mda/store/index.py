@@ -67,6 +67,7 @@ def _enter_wal(conn: sqlite3.Connection) -> None:
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 
+
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE folders(
