@@ -19,8 +19,11 @@ import imaplib
 import os
 import sys
 import time
+from pathlib import Path
 
-sys.path.insert(0, os.environ.get("MAILPAIR_BENCH_SCRIPTS", ""))
+# The shared harness's helpers: where bench/run.py says, else beside the project.
+sys.path.insert(0, os.environ.get("MAILPAIR_BENCH_SCRIPTS",
+                                  str(Path(__file__).resolve().parents[2] / "shared" / "bench")))
 import benchlib as B  # noqa: E402 - the shared harness, found through the path above
 
 # Thunderbird 153's list (its IMAP log).

@@ -267,7 +267,7 @@ def fetch_chunk(folder: Folder, plan: Plan, targets: list[Target], start: int,
         if fields_missing:
             assert isinstance(msg, message.Part)
             for att, k in plan.fields.items():
-                if k in fields_missing and uid not in fields[k]:
+                if uid not in fields[k]:  # a key two sections share is computed once
                     sec = att.section
                     fields[k][uid] = fields_fresh[k][uid] = F.section(
                         msg, (), sec.text, sec.fields)
