@@ -117,8 +117,24 @@ class AuthConfig:
     # How long a successful password check is remembered, so a client that
     # logs in often does not pay for argon2 every time. 0 switches it off.
     cache_ttl: Duration = Duration(60)
-    # Delay before answering a wrong password, to slow down guessing.
-    failure_delay: Duration = Duration(1)
+    # A wrong password is answered after this delay, doubled for each further
+    # failure from the same client address or for the same account, up to
+    # failure_delay_max (Dovecot's auth penalty: 2 s doubling to 15 s).
+    failure_delay: Duration = Duration(2)
+    failure_delay_max: Duration = Duration(15)
+    # A client address or account with no failure for this long starts afresh.
+    failure_forget: Duration = Duration(3600)
+    # Wrong passwords on one connection before it is closed.
+    failures_per_connection: int = 3
+    # Threads hashing passwords at once; one client address gets at most half.
+    hash_threads: int = 4
+
+    def check(self) -> None:
+        if self.failure_delay_max < self.failure_delay:
+            raise ConfigError("failure_delay_max: must not be less than failure_delay")
+        for name in ("failures_per_connection", "hash_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,10 @@ class MTAConfig:
     queue_lifetime: Duration = Duration(5 * 86400)
     delivery_concurrency: int = 20
     session_timeout: Duration = Duration(300)
+    # Submission: the MAIL FROM a login may use besides itself and the aliases
+    # that reach it (Postfix reject_sender_login_mismatch): login -> a list of
+    # addresses, "@domain" for any address there, or "*" for any at all.
+    send_as: dict[str, list[str]] = field(default_factory=dict)
 
     def check(self) -> None:
         for name in ("smtp", "submission", "submissions"):
@@ -191,6 +211,49 @@ class POP3Config:
 
     def check(self) -> None:
         _check_listeners(self, ("pop3", "pop3s"))
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What keeps one client from starving the others, for every listener.
+
+    The smtp, imap and pop3 processes each count their own connections.
+    """
+
+    # Connections open at once to one process, from all clients together.
+    connections: int = 1000
+    # From one client address (Postfix smtpd_client_connection_count_limit).
+    connections_per_client: int = 50
+    # IMAP and POP3, after login: one user from one address at once
+    # (Dovecot mail_max_userip_connections).
+    user_connections_per_client: int = 10
+    # The connection limits above do not count loopback clients (development).
+    exempt_loopback: bool = False
+    # From connecting to a successful login (IMAP, POP3, submission's AUTH),
+    # whatever the client sends meanwhile (Dovecot: 3 minutes).
+    login_timeout: Duration = Duration(180)
+    # SMTP commands that move no mail (NOOP, RSET, VRFY, HELP, ...) in one
+    # session before it is closed (Postfix smtpd_junk_command_limit).
+    junk_commands: int = 100
+    # One message's header section, all fields together, and its number of
+    # fields: beyond either the message is refused (552).
+    header_size: Size = Size(256 * 1024)
+    header_fields: int = 1000
+    # Received and Delivered-To fields a message may carry before it is
+    # refused as looping (Postfix hopcount_limit).
+    hop_count: int = 50
+    # IMAP store work (searches, fetches, flag changes) of one user running at
+    # once in a process, so one user's searches do not stall everyone else.
+    store_threads_per_user: int = 2
+
+    def check(self) -> None:
+        for name in ("connections", "connections_per_client", "user_connections_per_client",
+                     "junk_commands", "header_fields", "hop_count",
+                     "store_threads_per_user"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1")
+        if self.header_size < 1024:
+            raise ConfigError("header_size: must be at least 1K")
 
 
 def _check_listeners(section: object, names: tuple[str, ...]) -> None:
@@ -302,6 +365,7 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Where the file was read from, for messages and for children to re-read.
     source: str = ""
 

@@ -97,7 +97,11 @@ pop3s = ["127.0.0.1:1995"]
 plaintext_on_loopback = true
 
 [auth]
-{run_as}"""
+{run_as}
+[limits]
+# Connection caps count other addresses, not this machine's own clients.
+exempt_loopback = true
+"""
 
 
 @dataclass

@@ -62,53 +62,35 @@ def toml_value(v: object) -> str:
 
 
 def config_text(root: Path, relay: dict | None = None, hostname: str = "mail.example.test",
-                domain: str = "example.test", **mta: object) -> str:
-    relay_lines = "\n".join(f"{k} = {toml_value(v)}" for k, v in (relay or NO_DNS).items())
-    settings: dict[str, object] = {
-        "smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"], "submissions": ["127.0.0.1:0"],
-        "retry_schedule": [0.5, 1, 2], "max_message_size": 1048576,
+                domain: str = "example.test", sections: dict[str, dict] | None = None,
+                **mta: object) -> str:
+    """The tests' configuration: mta keys as keyword arguments, relay= for
+    [relay], and sections= for any other table's keys ({"limits": {...}}),
+    each merged over the defaults below."""
+    tables: dict[str, dict[str, object]] = {
+        "paths": {"spool": f"{root}/spool", "mail": f"{root}/mail", "run": f"{root}/run",
+                  "users": f"{root}/etc/users", "aliases": f"{root}/etc/aliases"},
+        "tls": {"cert": f"{root}/etc/cert.pem", "key": f"{root}/etc/key.pem",
+                "self_signed": True},
+        "log": {"format": "console", "level": "debug"},
+        "auth": {"failure_delay": 0.2, "failure_delay_max": 0.2},
+        "imap": {"imap": ["127.0.0.1:0"], "imaps": ["127.0.0.1:0"],
+                 "plaintext_on_loopback": True},
+        "pop3": {"pop3": ["127.0.0.1:0"], "pop3s": ["127.0.0.1:0"],
+                 "plaintext_on_loopback": True},
+        "mta": {"smtp": ["127.0.0.1:0"], "submission": ["127.0.0.1:0"],
+                "submissions": ["127.0.0.1:0"], "retry_schedule": [0.5, 1, 2],
+                "max_message_size": 1048576, **mta},
+        "relay": dict(relay or NO_DNS),
     }
-    settings.update(mta)
-    mta_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    return f"""\
-hostname = "{hostname}"
-domains = ["{domain}"]
-
-[paths]
-spool = "{root}/spool"
-mail = "{root}/mail"
-run = "{root}/run"
-users = "{root}/etc/users"
-aliases = "{root}/etc/aliases"
-
-[tls]
-cert = "{root}/etc/cert.pem"
-key = "{root}/etc/key.pem"
-self_signed = true
-
-[log]
-format = "console"
-level = "debug"
-
-[auth]
-failure_delay = 0.2
-
-[imap]
-imap = ["127.0.0.1:0"]
-imaps = ["127.0.0.1:0"]
-plaintext_on_loopback = true
-
-[pop3]
-pop3 = ["127.0.0.1:0"]
-pop3s = ["127.0.0.1:0"]
-plaintext_on_loopback = true
-
-[mta]
-{mta_lines}
-
-[relay]
-{relay_lines}
-"""
+    for name, keys in (sections or {}).items():
+        tables.setdefault(name, {}).update(keys)
+    out = [f"hostname = {json.dumps(hostname)}", f"domains = [{json.dumps(domain)}]", ""]
+    for name, keys in tables.items():
+        out.append(f"[{name}]")
+        out.extend(f"{k} = {toml_value(v)}" for k, v in keys.items())
+        out.append("")
+    return "\n".join(out)
 
 
 class Stack:
@@ -124,7 +106,8 @@ class Stack:
     # -- set-up ----------------------------------------------------------------
 
     def write_config(self, **mta: object) -> None:
-        """mta keys, and relay= (a dict), hostname= and domain= for another stack."""
+        """mta keys, and relay= (a dict), hostname= and domain= for another stack,
+        sections= for other tables (see config_text)."""
         self.config.write_text(config_text(self.root, **mta))
 
     def add_user(self, address: str, password: str = PASSWORD) -> None:
