@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from common import config, log
+from common import config, descriptors, log
 from common.config import Config
 
 _PR_SET_PDEATHSIG = 1
@@ -59,6 +59,7 @@ def run(daemon: str, role: str, main: Callable[[ChildContext], Awaitable[None]])
         print(f"{daemon} {role}: {e}", file=sys.stderr)
         sys.exit(78)  # EX_CONFIG: the supervisor logs it and backs off
     log.setup(cfg.log.format, cfg.log.level, daemon=daemon, role=role)
+    descriptors.raise_nofile_limit()
     sockets: dict[str, list[socket.socket]] = {}
     tls_pem = None
     for item in args.fd:
@@ -72,6 +73,7 @@ def run(daemon: str, role: str, main: Callable[[ChildContext], Awaitable[None]])
     async def runner() -> None:
         ctx = ChildContext(cfg=cfg, daemon=daemon, role=role, sockets=sockets, tls_pem=tls_pem)
         loop = asyncio.get_running_loop()
+        descriptors.install(loop)
         loop.add_signal_handler(signal.SIGTERM, ctx.stopping.set)
 
         def retire() -> None:

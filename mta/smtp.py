@@ -13,10 +13,11 @@ import os
 import ssl
 import time
 
-from common import child, ipc, log, tls
+from common import child, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
 from common.config import Config
-from common.smtpserver import GracefulSMTP, Sessions
+from common.smtpguard import Guard, GuardedSMTP
+from common.smtpserver import Sessions
 from mta.queue import spool
 from mta.smtp_session import MX, SUBMISSION, SUBMISSIONS, Handler, SubmissionHandler
 
@@ -25,11 +26,17 @@ STOP_GRACE = 30.0
 # this old was left by a process that died (another smtp process, started by
 # a reload, may be writing its own files right now).
 STALE_INCOMING = 600.0
+# A connection that could not be accepted for want of descriptors.
+NO_DESCRIPTORS = b"421 4.3.2 Server too busy, try again later\r\n"
 
 
 def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext,
-            sessions: Sessions):
+            sessions: Sessions, gate: connlimits.Gate):
+    # Submission: AUTH within limits.login_timeout; port 25 has no login to wait for.
+    guard = Guard(gate, cfg.hostname, kind, cfg.limits.junk_commands,
+                  None if kind == MX else cfg.limits.login_timeout)
     common = dict(
+        guard=guard,
         sessions=sessions,
         data_size_limit=cfg.mta.max_message_size,
         enable_SMTPUTF8=True,
@@ -39,14 +46,14 @@ def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext,
     )
     if kind == MX:
         # No AUTH on the MX port: it takes mail for us, it relays for no one.
-        return lambda: GracefulSMTP(handler, tls_context=context,
-                                auth_exclude_mechanism=["PLAIN", "LOGIN"], **common)
+        return lambda: GuardedSMTP(handler, tls_context=context,
+                                   auth_exclude_mechanism=["PLAIN", "LOGIN"], **common)
     if kind == SUBMISSION:
-        return lambda: GracefulSMTP(handler, tls_context=context, require_starttls=True,
-                                auth_required=True, auth_require_tls=True, **common)
+        return lambda: GuardedSMTP(handler, tls_context=context, require_starttls=True,
+                                   auth_required=True, auth_require_tls=True, **common)
     # Implicit TLS: the whole connection is encrypted before the first command,
     # which aiosmtpd does not see as STARTTLS, so its TLS-before-AUTH rule is moot.
-    return lambda: GracefulSMTP(handler, auth_required=True, auth_require_tls=False, **common)
+    return lambda: GuardedSMTP(handler, auth_required=True, auth_require_tls=False, **common)
 
 
 def clean_incoming(cfg: Config) -> None:
@@ -79,12 +86,14 @@ async def main(ctx: ChildContext) -> None:
     queue = ipc.Client(run / "queue.sock", timeout=60)
     loop = asyncio.get_running_loop()
     count = 0
+    gate = connlimits.connections(cfg.limits)  # one count for all three listeners
     for kind in (MX, SUBMISSION, SUBMISSIONS):
         cls = Handler if kind == MX else SubmissionHandler
         handler = cls(cfg, kind, lookup, queue)
-        make = factory(cfg, kind, handler, context, sessions)
+        make = factory(cfg, kind, handler, context, sessions, gate)
         for sock in ctx.sockets.get(kind, []):
             sock.setblocking(False)
+            descriptors.answer_when_out(sock, None if kind == SUBMISSIONS else NO_DESCRIPTORS)
             sessions.add_server(await loop.create_server(
                 make, sock=sock, ssl=context if kind == SUBMISSIONS else None))
             count += 1

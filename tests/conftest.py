@@ -101,6 +101,8 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.run_as: int | None = None  # a uid to start the daemons as, instead of ours
+        # Run in each daemon's process just before it starts (e.g. to lower an rlimit).
+        self.preexec: Callable[[], None] | None = None
         (root / "etc").mkdir(parents=True, exist_ok=True)
 
     # -- set-up ----------------------------------------------------------------
@@ -138,6 +140,7 @@ class Stack:
                 [sys.executable, "-m", module, "-c", str(self.config)],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 **({"user": self.run_as} if self.run_as is not None else {}),
+                **({"preexec_fn": self.preexec} if self.preexec is not None else {}),
             )
         self.procs[daemon] = proc
 

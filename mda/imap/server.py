@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import ssl
 
-from common import child, connections, ipc, log, tls
+from common import child, connections, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
 from common.config import Config
 from mda.imap import response as R
@@ -28,10 +28,20 @@ from mda.imap.parser import CommandReader, Limits
 from mda.imap.session import Session
 from mda.imap.watch import Watchers
 
-# Before login a client gets little time and few mistakes.
+# Before login a client gets little time and few mistakes: LOGIN_TIMEOUT
+# between two reads, limits.login_timeout in all.
 LOGIN_TIMEOUT = 60.0
 MAX_BAD = 20
 STOP_GRACE = 10.0
+
+
+# What a client over a connection cap is told before the close.
+REFUSED = {
+    connlimits.PER_CLIENT: R.bye("Too many connections from your address", "UNAVAILABLE"),
+    connlimits.TOTAL: R.bye("Too many connections, try again later", "UNAVAILABLE"),
+}
+# A connection that could not be accepted for want of descriptors.
+NO_DESCRIPTORS = R.bye("Server too busy, try again later", "UNAVAILABLE")
 
 
 class Closed(Exception):
@@ -52,6 +62,9 @@ class Connection:
         self.events: list[Event] = []
         self.session = Session(self.cfg, server.auth, server.watchers, self)
         self.bad = 0
+        self.login_deadline = asyncio.get_running_loop().time() + self.cfg.limits.login_timeout
+        self.user_slot: connlimits.Slot | None = None
+        self.closing = False  # the last answer is written: close the connection
         # Between commands (or in IDLE) a stop may end the session at once.
         self.busy = False
         self.log = log.get().bind(client=self.peer)
@@ -70,6 +83,17 @@ class Connection:
         """Whether a password may be sent on this connection."""
         return self.secure or (self.cfg.imap.plaintext_on_loopback and self.loopback)
 
+    def admit_user(self, user: str) -> bool:
+        """Asked just before a login is answered OK: False when this user has too
+        many sessions from this address already (the session answers BYE instead)."""
+        try:
+            self.user_slot = self.server.user_gate.admit(self.peer, user.lower(), user=user,
+                                                         service="imap")
+        except connlimits.Refused:
+            self.closing = True
+            return False
+        return True
+
     async def write(self, data: bytes) -> None:
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > 256 * 1024:
@@ -79,11 +103,16 @@ class Connection:
 
     async def _read(self) -> bytes:
         timeout = self.cfg.imap.idle_timeout if self.session.user else LOGIN_TIMEOUT
+        expired = R.bye("Autologout; idle for too long")
+        if not self.session.user:
+            left = self.login_deadline - asyncio.get_running_loop().time()
+            if left < timeout:
+                timeout, expired = max(0.0, left), R.bye("Login timeout")
         await self.writer.drain()
         try:
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
         except TimeoutError:
-            await self.write(R.bye("Autologout; idle for too long"))
+            await self.write(expired)
             raise Closed from None
         except (ConnectionError, ssl.SSLError):
             raise Closed from None
@@ -121,6 +150,9 @@ class Connection:
                 else:
                     await self.refuse(ev)
                 self.busy = False
+                if self.closing:
+                    await self.writer.drain()
+                    raise Closed
                 if self.server.stopping:
                     await self.write(R.bye("Server shutting down, reconnect"))
                     raise Closed
@@ -132,6 +164,8 @@ class Connection:
             raise
         finally:
             await self.session.close()
+            if self.user_slot is not None:
+                self.user_slot.release()
             with contextlib.suppress(Exception):
                 self.writer.close()
 
@@ -275,11 +309,14 @@ class IMAPServer:
         self.servers: list[asyncio.Server] = []
         self.connections: dict[asyncio.Task, Connection] = {}
         self.stopping = False
+        self.gate = connlimits.connections(cfg.limits)
+        self.user_gate = connlimits.user_connections(cfg.limits)
 
     async def start(self, plain: list, implicit: list) -> None:
         for sock in plain + implicit:
             sock.setblocking(False)
             secure = sock in implicit
+            descriptors.answer_when_out(sock, None if secure else NO_DESCRIPTORS)
             self.servers.append(await asyncio.start_server(
                 lambda r, w, s=secure: self._serve(r, w, s), sock=sock,
                 ssl=self.tls_context if secure else None, limit=1 << 20))
@@ -287,14 +324,25 @@ class IMAPServer:
     async def _serve(self, reader, writer, secure: bool) -> None:
         task = asyncio.current_task()
         assert task is not None
-        conn = Connection(self, reader, writer, secure)
-        self.connections[task] = conn
+        peer = writer.get_extra_info("peername")
         try:
+            slot = self.gate.admit(str(peer[0]) if isinstance(peer, tuple) else "local",
+                                   service="imap")
+        except connlimits.Refused as e:
+            writer.write(REFUSED[e.reason])
+            with contextlib.suppress(Exception):
+                writer.close()
+                await writer.wait_closed()
+            return
+        try:
+            conn = Connection(self, reader, writer, secure)
+            self.connections[task] = conn
             await conn.run()
         except Exception:
             log.get().exception("imap connection failed")
         finally:
             self.connections.pop(task, None)
+            slot.release()
 
     async def stop(self, retiring: bool) -> None:
         """Retiring after a reload: sessions go on here until their clients end them

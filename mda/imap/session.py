@@ -254,6 +254,8 @@ class Session:
             self.log.info("login failed", user=user)
             return R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
         account = reply["user"]
+        if not self.conn.admit_user(account):  # the server closes after this BYE
+            return R.bye("Too many connections for this user from your address", "LIMIT")
         root = maildir_path(self.cfg.paths.mail, account)
         folders = self.cfg.mda.folders
         self.store = await self.run(SHARED.acquire, account,

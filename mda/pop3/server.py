@@ -10,7 +10,7 @@ import asyncio
 import ipaddress
 import ssl
 
-from common import child, connections, ipc, log, tls
+from common import child, connections, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
 from common.config import Config
 from common.tlsstream import Stream
@@ -26,6 +26,14 @@ HANDSHAKE_TIMEOUT = 30.0
 STOP_GRACE = 10.0
 WRITE_HIGH_WATER = 256 * 1024
 SHUTDOWN = err("Server shutting down, nothing was deleted.", "SYS/TEMP")
+# What a client over a connection cap is told before the close.
+REFUSED = {
+    connlimits.PER_CLIENT: err("Too many connections from your address.", "SYS/TEMP"),
+    connlimits.TOTAL: err("Too many connections, try again later.", "SYS/TEMP"),
+}
+LOGIN_DEADLINE = err("Login timeout, closing the connection.")
+# A connection that could not be accepted for want of descriptors.
+NO_DESCRIPTORS = err("Server too busy, try again later.", "SYS/TEMP")
 
 
 class Closed(Exception):
@@ -64,9 +72,21 @@ class Connection:
         self.peer = stream.peer
         loopback_ok = self.cfg.pop3.plaintext_on_loopback and is_loopback(self.peer)
         self.session = Session(server.auth, server.open_maildrop, secure=stream.secure,
-                               plaintext_anyway=loopback_ok, peer=self.peer)
+                               plaintext_anyway=loopback_ok, peer=self.peer,
+                               admit=self.admit_user)
         self.log = log.get().bind(client=self.peer)
         self.busy = False  # a command is being answered: a stop lets it finish
+        # limits.login_timeout from connecting to logging in, whatever is sent meanwhile.
+        self.login_deadline = asyncio.get_running_loop().time() + self.cfg.limits.login_timeout
+        self.user_slot: connlimits.Slot | None = None
+
+    def admit_user(self, account: str) -> bool:
+        try:
+            self.user_slot = self.server.user_gate.admit(self.peer, account.lower(),
+                                                         user=account, service="pop3")
+        except connlimits.Refused:
+            return False
+        return True
 
     async def write(self, data: bytes) -> None:
         self.stream.write(data)
@@ -78,15 +98,19 @@ class Connection:
 
     async def _read(self) -> bytes:
         timeout = float(self.cfg.pop3.idle_timeout)
+        deadline = False
         if self.session.account is None:
             timeout = min(timeout, LOGIN_TIMEOUT)
+            left = self.login_deadline - asyncio.get_running_loop().time()
+            if left < timeout:
+                timeout, deadline = max(0.0, left), True
         try:
             await self.stream.drain()
             async with asyncio.timeout(timeout):
                 data = await self.stream.read()
         except TimeoutError:
             # RFC 1939 3: an autologout timer ends the session without UPDATE.
-            self.stream.write(err("Disconnected for inactivity."))
+            self.stream.write(LOGIN_DEADLINE if deadline else err("Disconnected for inactivity."))
             raise Closed from None
         except (ConnectionError, ssl.SSLError):
             raise Closed from None
@@ -133,6 +157,8 @@ class Connection:
             try:
                 await asyncio.shield(self.session.close())
             finally:
+                if self.user_slot is not None:
+                    self.user_slot.release()
                 self.stream.close()
 
     async def command(self, cmd: P.Command) -> None:
@@ -204,6 +230,8 @@ class POP3Server:
         self.servers: list[asyncio.Server] = []
         self.connections: dict[asyncio.Task, Connection] = {}
         self.stopping = False
+        self.gate = connlimits.connections(cfg.limits)
+        self.user_gate = connlimits.user_connections(cfg.limits)
 
     def open_maildrop(self, account: str) -> Maildrop:
         """Blocking: called by the session in a worker thread."""
@@ -214,16 +242,27 @@ class POP3Server:
         for sock in plain + implicit:
             sock.setblocking(False)
             secure = sock in implicit
+            descriptors.answer_when_out(sock, None if secure else NO_DESCRIPTORS)
             self.servers.append(await loop.create_server(
                 lambda: Stream(self._accept), sock=sock,
                 ssl=self.tls_context if secure else None,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None))
 
     def _accept(self, stream: Stream) -> None:
+        try:
+            slot = self.gate.admit(stream.peer, service="pop3")
+        except connlimits.Refused as e:
+            stream.write(REFUSED[e.reason])
+            stream.close()
+            return
         conn = Connection(self, stream)
         task = asyncio.get_running_loop().create_task(self._serve(conn))
         self.connections[task] = conn
-        task.add_done_callback(lambda t: self.connections.pop(t, None))
+
+        def done(t: asyncio.Task) -> None:
+            self.connections.pop(t, None)
+            slot.release()
+        task.add_done_callback(done)
 
     async def _serve(self, conn: Connection) -> None:
         try:

@@ -128,10 +128,13 @@ def top_part(data: bytes, lines: int) -> bytes:
 
 class Session:
     def __init__(self, authenticator: Authenticator, opener: Callable[[str], Drop], *,
-                 secure: bool, plaintext_anyway: bool = False, peer: str = "") -> None:
+                 secure: bool, plaintext_anyway: bool = False, peer: str = "",
+                 admit: Callable[[str], bool] | None = None) -> None:
         """plaintext_anyway: passwords are accepted in the clear (a loopback client
-        with plaintext_on_loopback); secure: TLS is up (implicit, or after STLS)."""
+        with plaintext_on_loopback); secure: TLS is up (implicit, or after STLS);
+        admit(account): False when the account has too many sessions already."""
         self.authenticator = authenticator
+        self.admit = admit
         self.opener = opener
         self.secure = secure
         self.plaintext_anyway = plaintext_anyway
@@ -296,6 +299,9 @@ class Session:
             return err("Temporary authentication failure, try again later.", "SYS/TEMP")
         if account is None:
             return await self._failed(user)
+        if self.admit is not None and not self.admit(account):
+            self.closing = True
+            return err("Too many connections for this user from your address.", "SYS/TEMP")
         try:
             drop = await self.run(self.opener, account)
         except InUse:
