@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import poplib
+import re
 import resource
 import select
 import socket
@@ -300,19 +301,23 @@ def test_protocol_errors_end_the_session(bare_stack: Stack, clients: list[Client
 
 # -- descriptors -------------------------------------------------------------------------------
 
-FD_LIMIT = 64
+# The daemons start with a soft limit below the hard one: each child raises it.
+FD_SOFT, FD_HARD = 40, 96
 
 
 def test_out_of_descriptors_is_answered_and_logged_once(bare_stack: Stack) -> None:
     def low_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_SOFT, FD_HARD))
     bare_stack.preexec = low_limit
     # Not the caps but the descriptors must run out here.
     stack = start(bare_stack, exempt_loopback=True)
+    smtp_pid = stack.state("mtad")["children"]["smtp"]
+    limits = Path(f"/proc/{smtp_pid}/limits").read_text()
+    assert re.search(rf"Max open files\s+{FD_HARD}\s+{FD_HARD}\s", limits), limits
     held: list[Client] = []
     try:
         turned_away = None
-        for _ in range(FD_LIMIT + 10):
+        for _ in range(FD_HARD + 10):
             c = Client(stack, "smtp")
             held.append(c)
             first = c.line()
@@ -320,7 +325,7 @@ def test_out_of_descriptors_is_answered_and_logged_once(bare_stack: Stack) -> No
                 turned_away = first
                 break
         assert turned_away == b"421 4.3.2 Server too busy, try again later\r\n"
-        assert 20 < len(held) < FD_LIMIT
+        assert FD_SOFT < len(held) < FD_HARD
         # While it lasts asyncio retries every second; more clients keep trying.
         for _ in range(5):
             late = Client(stack, "smtp")
