@@ -28,9 +28,10 @@ class Header:
         self._fields: list[tuple[str, bytes]] = []
         for line in raw.split(b"\n"):
             line = line.removesuffix(b"\r")
-            if line[:1] in (b" ", b"\t") and self._fields:
-                name, value = self._fields[-1]
-                self._fields[-1] = (name, value + line)  # unfolded: the line end removed
+            if line[:1] in (b" ", b"\t"):
+                if self._fields:  # else a stray continuation, not a field
+                    name, value = self._fields[-1]
+                    self._fields[-1] = (name, value + line)  # unfolded: the line end removed
                 continue
             name, colon, value = line.partition(b":")
             name = name.rstrip(b" \t")  # RFC 5322's obsolete syntax allows blanks before ":"
