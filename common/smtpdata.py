@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP
 
+from common import log
 from common.datareader import DataReader
 from common.msgheader import TOO_LARGE, TOO_MANY_FIELDS, Header, HeaderReader
 
@@ -89,10 +90,17 @@ class StreamingDataMixin:
         sink: MessageSink = opened
         try:
             reply = await self._receive(sink)
-        except BaseException:
-            # Cancelled: the connection was lost or timed out. Nothing was promised.
+        except asyncio.CancelledError:
+            # The connection was lost or timed out. Nothing was promised.
             sink.discard("connection lost during DATA")
             raise
+        except Exception:
+            # Where the data ends is not known here: reading on for commands
+            # could run what the client sent as data. Close instead.
+            log.get().exception("error during DATA", client=str(smtp.session.peer))
+            sink.discard("error during DATA")
+            smtp.transport.close()
+            return
         if reply is None:
             sink.discard("connection closed during DATA")
             smtp.transport.close()

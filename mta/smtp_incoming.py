@@ -147,4 +147,7 @@ class Incoming:
         self.log.info("message not taken", reason=reason, client=self.env.client,
                       listener=self.listener)
         # In a thread, after any write still running there (the file's lock).
-        asyncio.get_running_loop().run_in_executor(None, self.file.discard)
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self.file.discard)
+        except RuntimeError:  # the loop is closing: no thread to ask
+            self.file.discard()
