@@ -14,10 +14,13 @@ some names, their values.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["TOO_LARGE", "TOO_MANY_FIELDS", "Header", "HeaderReader"]
 
 TOO_LARGE, TOO_MANY_FIELDS = "header too large", "too many header fields"
 CRLF = b"\r\n"
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
 
 
 class Header:
@@ -56,10 +59,11 @@ class Header:
 
     @classmethod
     def of(cls, message: bytes) -> Header:
-        """The header of a whole message in memory (any limit aside)."""
-        reader = HeaderReader()
-        reader.feed(message)
-        return reader.finish()
+        """The header of a whole message in memory (no limit), ended as HeaderReader ends it."""
+        if message[:1] == b"\n" or message[:2] == CRLF:
+            return cls(b"")
+        m = _EMPTY_LINE.search(message)
+        return cls(message if m is None else message[: m.start() + 1])
 
 
 class HeaderReader:

@@ -68,6 +68,7 @@ class Incoming:
         self._flushed = time.monotonic()
         self._error: OSError | None = None
         self._committing = False
+        self._note: dict[str, object] = {}
 
     async def open(self, received: bytes) -> str | None:
         """Create the file and write our Received header; a reply if that fails."""
@@ -82,8 +83,7 @@ class Incoming:
     async def header(self, header: Header) -> str | None:
         hops = header.count("received", "delivered-to")
         if hops > self.hop_limit:
-            self.log.info("refused", reason="too many hops", hops=hops,
-                          client=self.env.client, listener=self.listener)
+            self._note["hops"] = hops  # for the log line of discard()
             return HOPS_REPLY
         self._buf += header.raw
         if self.complete_for is not None:
@@ -145,7 +145,7 @@ class Incoming:
             # the cleaner of incoming/ removes.
             return
         self.log.info("message not taken", reason=reason, client=self.env.client,
-                      listener=self.listener)
+                      listener=self.listener, **self._note)
         # In a thread, after any write still running there (the file's lock).
         try:
             asyncio.get_running_loop().run_in_executor(None, self.file.discard)

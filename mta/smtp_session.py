@@ -1,7 +1,8 @@
 """The MTA's rules for one SMTP session, as aiosmtpd handler hooks.
 
 Who may send to whom (never an open relay), password checks (asked of the
-lookup process), and the spooling of DATA before the 250 goes out.
+lookup process), and, before the 354, the spool file that DATA streams into
+(mta/smtp_incoming.py, which commits it before the 250 goes out).
 """
 
 from __future__ import annotations

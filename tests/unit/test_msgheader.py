@@ -29,6 +29,7 @@ def test_the_header_ends_at_the_first_empty_line_however_it_is_cut(parts, where)
     header = r.finish()
     assert header.raw == message[:head_end]
     assert rest == message[head_end:]
+    assert Header.of(message).raw == header.raw  # the whole-message shortcut agrees
     fields = [ln for ln in header.raw.split(b"\r\n") if ln and ln[:1] not in b" \t"]
     assert len(header) == len(fields)
 
