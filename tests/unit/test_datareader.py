@@ -145,3 +145,18 @@ def test_a_line_over_the_limit_is_flagged_and_dropped():
     r = DataReader(line_limit=10)
     r.feed(b"1234567\n" * 100 + b".\r\n")
     assert not r.line_too_long
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([b"a", b"aaaa", b"\r\n", b"\n", b"\r", b"."]), max_size=80)
+       .map(b"".join), st.integers(min_value=3, max_value=12), cuts)
+def test_a_line_is_too_long_exactly_when_the_reference_has_one_over_the_limit(body, limit,
+                                                                             where):
+    stream = body + END
+    expected, _ = reference(stream)
+    r = DataReader(line_limit=limit)
+    out = feed_all(r, split(stream, where))
+    longest = max(len(line) for line in expected.split(b"\r\n"))
+    assert r.line_too_long == (longest > limit - 2)
+    if not r.line_too_long:
+        assert out == expected
