@@ -99,14 +99,19 @@ class StreamingDataMixin:
             # could run what the client sent as data. Close instead.
             log.get().exception("error during DATA", client=str(smtp.session.peer))
             sink.discard("error during DATA")
-            smtp.transport.close()
+            self._close()
             return
         if reply is None:
             sink.discard("connection closed during DATA")
-            smtp.transport.close()
+            self._close()
             return
         smtp._set_post_data_state()
         await smtp.push(reply)
+
+    def _close(self) -> None:
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is not None:
+            transport.close()
 
     async def _receive(self, sink: MessageSink) -> str | None:
         """The reply once the data has ended; None if the stream ended first."""

@@ -129,3 +129,29 @@ def test_a_handler_without_the_hook_gets_aiosmtpds_data():
     out = asyncio.run(session(h, b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"))
     assert replies(out) == [b"250 OK plain", b"221 Bye"]
     assert h.content == [b"Subject: x\r\n\r\nhi\r\n"]
+
+
+def test_a_client_that_goes_away_mid_data_has_its_message_discarded():
+    h = Handler()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Server(h, hostname="t.test", loop=loop), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HELO c.test\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
+                     b"Subject: x\r\n\r\nhalf of it\r\n")
+        head = b""
+        while b"354 " not in head:
+            head += await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        for _ in range(500):
+            if h.discarded:
+                break
+            await asyncio.sleep(0.01)
+        server.close()
+
+    asyncio.run(scenario())
+    assert h.discarded and "during DATA" in h.discarded[0]
+    assert h.finished == []
