@@ -15,6 +15,7 @@ from aiosmtpd.smtp import SMTP
 
 from common import log
 from common.smtpcodes import with_enhanced
+from common.smtpdata import StreamingDataMixin
 
 
 class EnhancedCodesMixin:
@@ -163,7 +164,8 @@ class GracefulMixin:
             self._sessions.settled(self)
 
 
-class GracefulSMTP(GracefulMixin, MailSMTP):
+# DATA is streamed to the handler (common/smtpdata.py) on SMTP; LMTP keeps aiosmtpd's.
+class GracefulSMTP(GracefulMixin, StreamingDataMixin, MailSMTP):
     pass
 
 

@@ -3,6 +3,9 @@
 aiosmtpd speaks the protocol; `Delivery` holds our rules (who is a
 recipient, one reply per recipient after DATA), `LMTPServer` the socket and
 a graceful stop. A recipient's 250 goes out only once its copy is on disk.
+A message that already carries the Delivered-To we would add for a
+recipient has come round to it again: that recipient refuses it (554
+5.4.6, as Postfix's local delivery does), the others still get it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from aiosmtpd.smtp import Envelope
 from common import child, ipc, log
 from common.child import ChildContext
 from common.config import Config
+from common.msgheader import Header
 from common.smtpserver import GracefulLMTP, Sessions
 from common.users import SUBADDRESS_DELIMITER
 from mda.store import maildir
@@ -128,11 +132,22 @@ class Delivery:
         queue_id = queue_id_from(content) or local_queue_id()
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         recipients = _recipients(envelope)
+        # Those we stored it for already: the Delivered-To that _deliver_one writes.
+        seen = {v.decode("utf-8", "surrogateescape").lower()
+                for v in Header.of(content).values("delivered-to")}
         # RFC 2033: one reply per accepted recipient, in RCPT order; aiosmtpd
         # sends what we return, so all but the last are pushed here.
-        for r in recipients[:-1]:
-            await server.push(await self._deliver_one(r, sender, content, queue_id))
-        return await self._deliver_one(recipients[-1], sender, content, queue_id)
+        for i, r in enumerate(recipients):
+            if r.rcpt.lower() in seen:
+                self.log.info("delivery refused", queue_id=queue_id, rcpt=r.rcpt,
+                              mailbox=r.mailbox, reason="mail forwarding loop")
+                reply = f"554 5.4.6 <{r.rcpt}> mail forwarding loop"
+            else:
+                reply = await self._deliver_one(r, sender, content, queue_id)
+            if i == len(recipients) - 1:
+                return reply
+            await server.push(reply)
+        raise AssertionError("DATA with no recipient")  # aiosmtpd answers 503 before
 
     async def _deliver_one(self, r: Recipient, sender: str, content: bytes, qid: str) -> str:
         head = f"Return-Path: <{sender}>\r\nDelivered-To: {r.rcpt}\r\n"

@@ -22,9 +22,10 @@ from mta.queue import spool
 from mta.smtp_session import MX, SUBMISSION, SUBMISSIONS, Handler, SubmissionHandler
 
 STOP_GRACE = 30.0
-# A file in incoming/ lives for the milliseconds between DATA and commit; one
-# this old was left by a process that died (another smtp process, started by
-# a reload, may be writing its own files right now).
+# A file in incoming/ lives while its DATA arrives, and is touched at least
+# once a minute then (or its client falls silent for the session timeout and
+# is cut off); one this old was left by a process that died (another smtp
+# process, started by a reload, may be writing its own files right now).
 STALE_INCOMING = 600.0
 # A connection that could not be accepted for want of descriptors.
 NO_DESCRIPTORS = b"421 4.3.2 Server too busy, try again later\r\n"
@@ -39,6 +40,8 @@ def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext,
         guard=guard,
         sessions=sessions,
         data_size_limit=cfg.mta.max_message_size,
+        header_size_limit=cfg.limits.header_size,
+        header_fields_limit=cfg.limits.header_fields,
         enable_SMTPUTF8=True,
         hostname=cfg.hostname,
         ident="ESMTP mailpair",
@@ -62,7 +65,8 @@ def clean_incoming(cfg: Config) -> None:
     now = time.time()
     for name in os.listdir(inc):
         with contextlib.suppress(FileNotFoundError):
-            if now - (inc / name).stat().st_mtime < STALE_INCOMING:
+            if now - (inc / name).stat().st_mtime < max(STALE_INCOMING,
+                                                        2 * cfg.mta.session_timeout):
                 continue
             qid = name.partition(".")[0]
             spool.discard_incoming(cfg.paths.spool, qid)

@@ -1,13 +1,12 @@
 """The MTA's rules for one SMTP session, as aiosmtpd handler hooks.
 
 Who may send to whom (never an open relay), password checks (asked of the
-lookup process), and the spooling of DATA before the 250 goes out.
+lookup process), and, before the 354, the spool file that DATA streams into
+(mta/smtp_incoming.py, which commits it before the 250 goes out).
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import time
 from email.utils import formatdate
 
@@ -19,6 +18,7 @@ from mta.queue import spool
 from mta.queue.envelope import LMTP, Recipient
 from mta.queue.envelope import SMTP as SMTP_ROUTE
 from mta.queue.envelope import Envelope as QueueEnvelope
+from mta.smtp_incoming import Incoming
 
 MX, SUBMISSION, SUBMISSIONS = "smtp", "submission", "submissions"
 
@@ -87,7 +87,9 @@ class Handler:
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA_STREAM(self, server: SMTP, session: Session,
+                                 envelope: Envelope) -> Incoming | str:
+        """Before the 354: the spool file, with our Received header, for the data to come."""
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
         # An alias may name a mailbox another recipient already reaches: one copy each.
         targets = list({r.address: r for r in envelope.targets}.values())  # type: ignore[attr-defined]
@@ -101,26 +103,18 @@ class Handler:
         transport = server.transport
         tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
-        data = received_header(env, self.cfg.hostname, tls, single) + envelope.original_content
-        env.size = len(data)
-        root = self.cfg.paths.spool
+        incoming = Incoming(
+            self.cfg.paths.spool, env, self.queue, rcpts=list(envelope.rcpt_tos),
+            hop_limit=self.cfg.limits.hop_count, listener=self.kind,
+            # RFC 6409 8: a submission server completes what a client left out.
+            complete_for=None if self.kind == MX else self.cfg.hostname,
+        )
         try:
-            await asyncio.to_thread(spool.write_incoming, root, env, data)
-        except OSError as e:
-            self.log.error("spooling failed", queue_id=env.id, error=str(e))
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                return "452 4.3.1 Insufficient system storage, try again later"
-            return "451 4.3.0 Local error in processing, try again later"
-        try:
-            # Sent again if a reload replaced the queue process before it answered.
-            await self.queue.call("commit", idempotent=True, id=env.id)
-        except ipc.IPCError as e:
-            self.log.error("commit failed", queue_id=env.id, error=str(e))
-            await asyncio.to_thread(spool.discard_incoming, root, env.id)
-            return "451 4.3.0 Queue unavailable, try again later"
-        self.log.info("accepted", queue_id=env.id, sender=sender, size=env.size,
-                      rcpts=envelope.rcpt_tos, client=env.client, listener=self.kind)
-        return f"250 2.0.0 Ok: queued as {env.id}"
+            refused = await incoming.open(received_header(env, self.cfg.hostname, tls, single))
+        except BaseException:
+            incoming.discard("connection lost during DATA")
+            raise
+        return refused or incoming
 
     async def handle_VRFY(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str) -> str:

@@ -3,10 +3,23 @@
     incoming/<id>.msg, <id>.env   written and fsynced by the smtp process
     queue/<id>.msg, <id>.env      renamed in by the queue process (commit)
 
+The smtp process writes a message's .msg as its DATA arrives (`IncomingFile`:
+our Received header first, then the client's bytes), so no session holds a
+whole message in memory. At the end of DATA it fsyncs the .msg, then writes
+and fsyncs the .env; a transaction that fails (too big, refused, a full
+disk, the client gone) removes both instead.
+
 A message is committed when its envelope is in queue/ and the directory is
 fsynced; only then may the client hear 250. The .msg file is renamed first,
 so an .env in queue/ always has its message beside it, and a .msg with no
 .env was never acknowledged and may go.
+
+Crash cases: a process that dies in the middle of DATA, or between writing
+and commit, leaves files in incoming/ that were never acknowledged: the
+smtp process removes those it finds untouched for a while (a file being
+written is touched at least once a minute while its client sends). A
+commit cut short leaves a .msg in queue/ without its .env, which load()
+removes; an .env in queue/ is always complete (written, fsynced, renamed).
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -55,26 +69,90 @@ def valid_id(qid: str) -> bool:
     return len(qid) == 17 and all(c in "0123456789ABCDEF" for c in qid)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _write_synced(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+class IncomingFile:
+    """One message being written into incoming/: open, write..., then finish or discard.
+
+    Blocking; callable from any thread. A lock keeps the calls in order, so
+    a discard that comes while a write runs in another thread waits for it
+    (and never closes a descriptor that the write still uses).
+    """
+
+    def __init__(self, root: Path, qid: str) -> None:
+        self.root = root
+        self.qid = qid
+        self.size = 0
+        self._fd: int | None = None
+        self._gone = False
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        with self._lock:
+            if self._gone:
+                return
+            path = self.root / INCOMING / f"{self.qid}.msg"
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"{self.qid}: not open")
+            _write_all(self._fd, data)
+            self.size += len(data)
+
+    def finish(self, env: Envelope) -> None:
+        """fsync the message, then write and fsync its envelope; OSError propagates."""
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"{self.qid}: not open")
+            try:
+                os.fsync(self._fd)
+                self._close()
+                _write_synced(self.root / INCOMING / f"{self.qid}.env", env.to_bytes())
+            except BaseException:
+                self._discard()
+                raise
+
+    def discard(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def _discard(self) -> None:
+        self._gone = True
+        with contextlib.suppress(OSError):
+            self._close()
+        discard_incoming(self.root, self.qid)
+
+
 def write_incoming(root: Path, env: Envelope, message: bytes) -> None:
     """Write both files into incoming/ and fsync them; OSError (ENOSPC...) propagates."""
-    base = root / INCOMING / env.id
+    f = IncomingFile(root, env.id)
     try:
-        _write_synced(base.with_suffix(".msg"), message)
-        _write_synced(base.with_suffix(".env"), env.to_bytes())
+        f.open()
+        f.write(message)
     except BaseException:
-        discard_incoming(root, env.id)
+        f.discard()
         raise
+    f.finish(env)
 
 
 def discard_incoming(root: Path, qid: str) -> None:

@@ -311,3 +311,41 @@ def test_stop_lets_a_transaction_finish_and_closes_idle_sessions(tmp_path: Path)
 )
 def test_queue_id_from_first_received(message: bytes, expected: str | None) -> None:
     assert lmtp.queue_id_from(message) == expected
+
+
+def test_a_recipient_whose_delivered_to_the_message_carries_refuses_it_alone(
+    tmp_path: Path,
+) -> None:
+    looped = (
+        b"Delivered-To: ALICE@example.org\r\n"  # ours for alice, in another case
+        b"Delivered-To: carol+x@example.org\r\n"  # ours for carol+x, not for carol
+        b"Delivered-To: bob+list@example.org\r\n"  # not bob's: another detail
+        + MESSAGE
+    )
+
+    async def scenario() -> None:
+        async with lmtp_server(tmp_path) as s:
+            c = await s.connect()
+            rcpts = ["alice@example.org", "bob@example.org", "carol+x@example.org",
+                     "carol@example.org"]
+            with capture_logs() as logs:
+                assert all(r.startswith("250") for r in await c.transaction("s@example.net",
+                                                                            rcpts))
+                await c.data(looped)
+                replies = [await c.reply() for _ in rcpts]
+            assert replies == [
+                "554 5.4.6 <alice@example.org> mail forwarding loop",
+                "250 2.0.0 <bob@example.org> delivered",
+                "554 5.4.6 <carol+x@example.org> mail forwarding loop",
+                "250 2.0.0 <carol@example.org> delivered",
+            ]
+            refused = [e for e in logs if e["event"] == "delivery refused"]
+            assert [e["rcpt"] for e in refused] == ["alice@example.org", "carol+x@example.org"]
+            assert all(e["queue_id"] == "Q7K2M9ZX" for e in refused)
+
+    asyncio.run(scenario())
+    cfg = make_config(tmp_path)
+    assert len(stored(cfg, "bob@example.org")) == 1
+    assert len(stored(cfg, "carol@example.org")) == 1  # carol+x's copy was refused
+    assert not (cfg.paths.mail / "example.org" / "alice" / "Maildir" / "new").exists() or \
+        stored(cfg, "alice@example.org") == []

@@ -111,32 +111,75 @@ def test_commit_sent_again_finishes_or_confirms_the_first(root):
 
 
 def test_write_incoming_failing_on_the_envelope_leaves_nothing(root, monkeypatch):
-    real = spool._write_synced
     calls = []
 
-    def flaky(path, data):
+    def full(path, data):
         calls.append(path)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, data)
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool, "_write_synced", flaky)
+    monkeypatch.setattr(spool, "_write_synced", full)  # only the envelope is written whole
     env = make_env()
     with pytest.raises(OSError) as ei:
         spool.write_incoming(root, env, b"Subject: x\r\n\r\nbody\r\n")
     assert ei.value.errno == errno.ENOSPC
-    assert len(calls) == 2
+    assert [p.name for p in calls] == [f"{env.id}.env"]
     assert files(root / spool.INCOMING) == []
     assert files(root / spool.QUEUE) == []
 
 
 def test_write_incoming_failing_on_the_message_leaves_nothing(root, monkeypatch):
-    def full(path, data):
+    def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool, "_write_synced", full)
+    monkeypatch.setattr(spool, "_write_all", full)
     with pytest.raises(OSError):
         spool.write_incoming(root, make_env(), b"x\r\n")
+    assert files(root / spool.INCOMING) == []
+
+
+# -- IncomingFile: a message written as it arrives ------------------------------------------
+
+
+def test_incoming_file_written_in_pieces_then_finished_and_committed(root):
+    env = make_env()
+    f = spool.IncomingFile(root, env.id)
+    f.open()
+    for piece in (b"Received: x\r\n", b"Subject: s\r\n\r\n", b"body\r\n" * 1000):
+        f.write(piece)
+    assert f.size == 13 + 14 + 6000
+    # Until finished there is no envelope: nothing that commit could take.
+    assert files(root / spool.INCOMING) == [f"{env.id}.msg"]
+    f.finish(env)
+    assert files(root / spool.INCOMING) == [f"{env.id}.env", f"{env.id}.msg"]
+    assert spool.commit(root, env.id) == env
+    data = spool.message_path(root, env.id).read_bytes()
+    assert data == b"Received: x\r\nSubject: s\r\n\r\n" + b"body\r\n" * 1000
+
+
+def test_incoming_file_discarded_mid_way_leaves_nothing_and_refuses_more(root):
+    f = spool.IncomingFile(root, spool.new_id())
+    f.open()
+    f.write(b"half a mess")
+    f.discard()
+    assert files(root / spool.INCOMING) == []
+    with pytest.raises(ValueError):
+        f.write(b"age")
+    f.open()  # a discard that came first wins over an open still queued
+    assert files(root / spool.INCOMING) == []
+
+
+def test_incoming_file_failing_fsync_at_finish_leaves_nothing(root, monkeypatch):
+    env = make_env()
+    f = spool.IncomingFile(root, env.id)
+    f.open()
+    f.write(b"x\r\n")
+
+    def no_room(fd):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(spool.os, "fsync", no_room)
+    with pytest.raises(OSError):
+        f.finish(env)
     assert files(root / spool.INCOMING) == []
 
 
