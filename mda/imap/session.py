@@ -17,7 +17,8 @@ from common import ipc, log, sasl
 from common.config import Config
 from mda.imap import commands as C
 from mda.imap import response as R
-from mda.imap.events import NeedContinuation
+from mda.imap.events import LiteralTooLarge
+from mda.imap.parser import Limits
 from mda.imap.watch import Watchers
 from mda.store import errors as E
 from mda.store.folder import Folder
@@ -31,8 +32,10 @@ BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
 AUTH_CAPS = ["UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED",
              "LIST-STATUS", "ESEARCH", "CONDSTORE"]
 FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-# Before login, a literal may carry a user name or password, never a message.
-MAX_LITERAL_BEFORE_LOGIN = 1024
+# Before login, a literal may carry a user name or password, never a message:
+# anything bigger is refused unread. 4096 is what RFC 7888's LITERAL- lets
+# any client send without asking.
+MAX_LITERAL_BEFORE_LOGIN = 4096
 
 
 class Shared:
@@ -96,7 +99,9 @@ class Session:
     def capabilities(self) -> list[str]:
         caps = list(BASE_CAPS)
         if self.user:
-            return caps + AUTH_CAPS
+            # RFC 7889: one limit for every mailbox, so no STATUS/LIST form is
+            # needed. Only after login, where it is the limit that applies.
+            return [*caps, *AUTH_CAPS, f"APPENDLIMIT={self.cfg.mta.max_message_size}"]
         if not self.conn.secure:
             caps.append("STARTTLS")
         if self.conn.plaintext_ok:
@@ -105,12 +110,34 @@ class Session:
             caps.append("LOGINDISABLED")
         return caps
 
-    def literal_problem(self, ev: NeedContinuation) -> bytes | None:
-        if not self.user and ev.size > MAX_LITERAL_BEFORE_LOGIN:
-            return R.no(ev.tag, "Log in first")
-        if ev.command == "APPEND" and ev.size > self.cfg.mta.max_message_size:
-            return R.no(ev.tag, "Message too large", R.code("TOOBIG"))
-        return None
+    def literal_limits(self) -> Limits:
+        """What the command reader may take in literals, in the present state."""
+        if not self.user:
+            return Limits(max_literal=MAX_LITERAL_BEFORE_LOGIN,
+                          max_arg_literal=MAX_LITERAL_BEFORE_LOGIN)
+        return Limits(max_literal=self.cfg.mta.max_message_size)
+
+    def literal_refusal(self, ev: LiteralTooLarge) -> tuple[list[bytes], bool]:
+        """The answer to a literal over `literal_limits()`, and whether the
+        connection then closes: it does after a non-synchronizing literal,
+        whose bytes are on their way and are never read."""
+        sync = ev.synchronizing
+        if not self.user:
+            if sync:
+                return [R.no(ev.tag, f"Log in first: literals over "
+                             f"{MAX_LITERAL_BEFORE_LOGIN} octets need a login")], False
+            return [R.bye("Literal too large before login")], True
+        if ev.command == "APPEND":
+            out = [R.no(ev.tag, "Message too large", R.code("TOOBIG"))]
+        elif sync:
+            out = [R.no(ev.tag, "Literal too large", R.code("TOOBIG"))]
+        else:
+            out = [R.bad(ev.tag, "Literal too large")]
+        if sync:
+            return out, False
+        if ev.tag is None:
+            out = []  # the command it belonged to was answered already
+        return [*out, R.bye("Literal too large, closing the connection")], True
 
     def idle_problem(self, cmd: C.Idle) -> bytes | None:
         if not self.user:
