@@ -8,6 +8,8 @@ blocks (files, SQLite), so it is always called through `run()`, in a thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,27 +40,61 @@ FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 MAX_LITERAL_BEFORE_LOGIN = 4096
 
 
+# The store blocks (files, SQLite), so its calls run in threads. One pool for
+# the process, larger than asyncio's default (cores + 4), so that the users at
+# their cap (limits.store_threads_per_user) leave threads for everyone else.
+STORE_THREADS = 32
+_POOL = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="imap-store")
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn in a thread of the store pool, with this task's context (log bindings),
+    as asyncio.to_thread does with the default pool."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_POOL, call)
+
+
+class UserShare:
+    """What one user's sessions in this process share: the MailStore, and the
+    number of its calls that may run at once, so that one user's searches
+    cannot take every thread while another user's STATUS waits."""
+
+    def __init__(self, threads: int) -> None:
+        self.store: MailStore | None = None
+        self.sessions = 0
+        self.opening = asyncio.Lock()  # two logins at once open one store
+        self.slots = asyncio.Semaphore(threads)
+
+
 class Shared:
-    """One MailStore per user in this process, shared by that user's sessions."""
+    """The UserShare of each user with a session in this process."""
 
     def __init__(self) -> None:
-        self.stores: dict[str, tuple[MailStore, int]] = {}
+        self.users: dict[str, UserShare] = {}
 
-    def acquire(self, user: str, open_store: Callable[[], MailStore]) -> MailStore:
-        store, n = self.stores.get(user) or (None, 0)
-        if store is None:
-            store = open_store()
-        self.stores[user] = (store, n + 1)
-        return store
+    async def acquire(self, user: str, threads: int,
+                      open_store: Callable[[], MailStore]) -> UserShare:
+        share = self.users.get(user)
+        if share is None:
+            share = self.users[user] = UserShare(threads)
+        share.sessions += 1
+        try:
+            async with share.opening:
+                if share.store is None:
+                    share.store = await in_thread(open_store)
+        except BaseException:
+            self.release(user)
+            raise
+        return share
 
     def release(self, user: str) -> MailStore | None:
-        """The store to close when its last session went, else None."""
-        store, n = self.stores[user]
-        if n > 1:
-            self.stores[user] = (store, n - 1)
+        """The store to close when the user's last session went, else None."""
+        share = self.users[user]
+        share.sessions -= 1
+        if share.sessions:
             return None
-        del self.stores[user]
-        return store
+        del self.users[user]
+        return share.store
 
 
 SHARED = Shared()
@@ -73,6 +109,7 @@ class Session:
         self.conn = conn
         self.user: str | None = None
         self.store: MailStore | None = None
+        self.share: UserShare | None = None
         self.folder: Folder | None = None
         self.readonly = False
         self.condstore = False
@@ -94,7 +131,11 @@ class Session:
     # -- plumbing ------------------------------------------------------------
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """fn(*args, **kwargs) in a store thread, within the user's share of them."""
+        if self.share is None:
+            return await in_thread(fn, *args, **kwargs)
+        async with self.share.slots:
+            return await in_thread(fn, *args, **kwargs)
 
     def capabilities(self) -> list[str]:
         caps = list(BASE_CAPS)
@@ -192,10 +233,11 @@ class Session:
         if self.folder is not None:
             folder, self.folder = self.folder, None
             await self.run(folder.close)
-        if self.user and self.store is not None:
+        if self.user and self.share is not None:
+            self.share = None
             store = SHARED.release(self.user)
             if store is not None:
-                await self.run(store.close)
+                await in_thread(store.close)
         self.store = None
 
     # -- dispatch ------------------------------------------------------------
@@ -283,8 +325,9 @@ class Session:
         account = reply["user"]
         root = maildir_path(self.cfg.paths.mail, account)
         folders = self.cfg.mda.folders
-        self.store = await self.run(SHARED.acquire, account,
-                                    lambda: MailStore(root, default_folders=folders))
+        self.share = await SHARED.acquire(account, self.cfg.limits.store_threads_per_user,
+                                          lambda: MailStore(root, default_folders=folders))
+        self.store = self.share.store
         self.user = account
         self.log = self.log.bind(user=account)
         self.log.info("logged in")
