@@ -94,7 +94,10 @@ def parse_users(text: str, source: str = "users") -> tuple[dict[str, User], list
         address = normalize(address)
         parts = rest.split(":")
         if not sep or not valid_address(address) or not parts[0].startswith("$"):
-            problems.append(f"{source}:{n}: expected user@domain:$argon2id$..., got {raw!r}")
+            # Only what stands before the first ':': the rest may be a hash
+            # or a password pasted by mistake, and this goes to the log.
+            shown = f"{raw.partition(':')[0].strip()!r}:..." if sep else "a line without ':'"
+            problems.append(f"{source}:{n}: expected user@domain:$argon2id$..., got {shown}")
             continue
         if address in users:
             problems.append(f"{source}:{n}: {address} is listed twice; the first one counts")

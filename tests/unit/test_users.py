@@ -53,6 +53,10 @@ def test_parse_users_bad_lines_are_reported_with_their_line() -> None:
     assert [p.split(":")[1] for p in problems] == ["2", "3", "4", "5"]
     assert "listed twice" in problems[3]
     assert all(p.startswith("users:") for p in problems)
+    # What follows the address may be a hash or a password: it is not shown.
+    assert problems[0] == "users:2: expected user@domain:$argon2id$..., got a line without ':'"
+    assert problems[1] == "users:3: expected user@domain:$argon2id$..., got 'carol@example.org':..."
+    assert "plaintext" not in "".join(problems)
 
 
 def test_parse_aliases() -> None:
