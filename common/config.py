@@ -196,7 +196,6 @@ class IMAPConfig:
     plaintext_on_loopback: bool = False
     # RFC 3501: an idle client may be logged out after 30 minutes at least.
     idle_timeout: Duration = Duration(1800)
-    max_literal: Size = Size(64 * 1024 * 1024)
 
     def check(self) -> None:
         _check_listeners(self, ("imap", "imaps"))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import config, tls
 from common.passwords import check_password, hash_password
-from common.users import atomic_write, edit_lines, line_address, parse_users
+from common.users import atomic_write, edit_lines, line_address, parse_users, read_text
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -134,7 +134,7 @@ def _set_hash(users_path: Path, address: str, password_hash: str) -> None:
 def ensure_demo_user(users_path: Path, password_file: Path) -> str | None:
     """Make sure the demo user exists; returns its password when known."""
     try:
-        users, _ = parse_users(users_path.read_text(encoding="utf-8"), str(users_path))
+        users, _ = parse_users(read_text(users_path), str(users_path))
     except FileNotFoundError:
         users = {}
     record = users.get(DEMO_USER)

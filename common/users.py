@@ -8,6 +8,13 @@ aliases: `postmaster@example.org: alice@example.org, bob@example.org`, and
 Both are re-read when they change on disk, so neither daemon needs a
 restart after `mda-ctl user add`. Edits go through a lock file and an
 atomic rename, so a reader never sees half a file.
+
+Each line is decoded on its own (UTF-8): a bad byte spoils its line only.
+A bad line is logged with the file and its line number. When a changed
+file has any, the daemons keep the last table read without problems: a
+typo must neither make a user unknown (their mail would bounce) nor be
+taken in silently. Until a file has once been read cleanly, its good lines
+are served.
 """
 
 from __future__ import annotations
@@ -52,11 +59,34 @@ class User:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def read_text(path: Path) -> str:
+    """A users or aliases file's text. Bytes that are not UTF-8 are kept (as
+    surrogate escapes) so that parsing reports their lines and an edit
+    writes them back unchanged, for the admin to see and fix."""
+    return path.read_bytes().decode("utf-8", "surrogateescape")
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _lines(text: str, source: str, problems: list[str]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line; a line that is not UTF-8 is a problem."""
+    for n, line in enumerate(text.splitlines(), 1):
+        bad = _NOT_UTF8.search(line)
+        if bad:
+            # The line may hold a password hash: say where, not what.
+            byte = ord(bad.group()) - 0xDC00
+            problems.append(f"{source}:{n}: not valid UTF-8 (byte {byte:#04x} at "
+                            f"column {bad.start() + 1}); line ignored")
+            continue
+        yield n, line
+
+
 def parse_users(text: str, source: str = "users") -> tuple[dict[str, User], list[str]]:
     """Returns the users and a list of problems (line numbers and what is wrong)."""
     users: dict[str, User] = {}
     problems: list[str] = []
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in _lines(text, source, problems):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -64,7 +94,10 @@ def parse_users(text: str, source: str = "users") -> tuple[dict[str, User], list
         address = normalize(address)
         parts = rest.split(":")
         if not sep or not valid_address(address) or not parts[0].startswith("$"):
-            problems.append(f"{source}:{n}: expected user@domain:$argon2id$..., got {raw!r}")
+            # Only what stands before the first ':': the rest may be a hash
+            # or a password pasted by mistake, and this goes to the log.
+            shown = f"{raw.partition(':')[0].strip()!r}:..." if sep else "a line without ':'"
+            problems.append(f"{source}:{n}: expected user@domain:$argon2id$..., got {shown}")
             continue
         if address in users:
             problems.append(f"{source}:{n}: {address} is listed twice; the first one counts")
@@ -81,7 +114,7 @@ def parse_users(text: str, source: str = "users") -> tuple[dict[str, User], list
 def parse_aliases(text: str, source: str = "aliases") -> tuple[dict[str, list[str]], list[str]]:
     aliases: dict[str, list[str]] = {}
     problems: list[str] = []
-    for n, raw in enumerate(text.splitlines(), 1):
+    for n, raw in _lines(text, source, problems):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -101,13 +134,18 @@ def parse_aliases(text: str, source: str = "aliases") -> tuple[dict[str, list[st
 
 
 class _Watched:
-    """A file parsed again whenever its identity or size or time changes."""
+    """A file parsed again whenever its identity or size or time changes.
+
+    A version with problems is logged once, and its table replaces the one
+    in service only if there is no clean one yet (see the module's text).
+    """
 
     def __init__(self, path: Path, parse: Callable[[str, str], tuple[object, list[str]]]):
         self.path = path
         self.parse = parse
         self.stamp: tuple[int, int, int] | None = None
         self.value: object = None
+        self.clean = False  # the value in service came from a file without problems
 
     def get(self) -> object:
         try:
@@ -117,16 +155,29 @@ class _Watched:
             stamp = (0, 0, 0)
         if stamp != self.stamp:
             try:
-                text = self.path.read_text(encoding="utf-8")
+                text = read_text(self.path)
             except FileNotFoundError:
                 text = ""
             value, problems = self.parse(text, str(self.path))
-            for p in problems:
-                log.get().warning("ignoring a bad line", problem=p)
-            self.value, self.stamp = value, stamp
-            if self.stamp != (0, 0, 0):
-                log.get().info("loaded", file=str(self.path))
+            self.stamp = stamp
+            self._take(value, problems)
         return self.value
+
+    def _take(self, value: object, problems: list[str]) -> None:
+        logger = log.get().bind(file=str(self.path))
+        for p in problems:
+            logger.warning("bad line", problem=p)
+        if not problems:
+            self.value, self.clean = value, True
+            if self.stamp != (0, 0, 0):
+                logger.info("loaded")
+        elif self.clean:
+            logger.error("file has bad lines: keeping the last good version in service "
+                         "until it is fixed", bad_lines=len(problems))
+        else:
+            self.value = value
+            logger.error("file has bad lines: serving its good lines only",
+                         bad_lines=len(problems))
 
 
 @dataclass(frozen=True)
@@ -142,6 +193,12 @@ class UserDB:
         self._users = _Watched(users_path, parse_users)
         self._aliases = _Watched(aliases_path, parse_aliases)
         self.local_domains = {d.lower() for d in local_domains}
+        # Read both now, so that the tables kept when a change is bad are
+        # at worst the ones the daemon started with; an unreadable file is
+        # tried again (and its error answered) at the first lookup.
+        for watched in (self._users, self._aliases):
+            with contextlib.suppress(OSError):
+                watched.get()
 
     @property
     def users(self) -> dict[str, User]:
@@ -226,7 +283,7 @@ def atomic_write(path: Path, text: str, mode: int = 0o640) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -250,10 +307,10 @@ def edit_lines(path: Path, change: Callable[[list[str]], list[str]]) -> None:
     """Apply change to the file's lines under its lock, then write it back atomically."""
     with locked(path):
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = read_text(path)
         except FileNotFoundError:
-            lines = []
-        new = change(lines)
+            text = ""
+        new = change(text.splitlines())
         atomic_write(path, "".join(line + "\n" for line in new))
 
 

@@ -60,7 +60,7 @@ def _check_domain(cfg: config.Config, address: str) -> None:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return users.read_text(path)
     except FileNotFoundError:
         return ""
     except OSError as e:

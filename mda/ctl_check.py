@@ -143,12 +143,19 @@ def _check_protected_file(cfg: config.Config, path: Path, what: str, r: _Report)
 
 def _read_text(path: Path, what: str, r: _Report, missing: tuple[str, str]) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return users.read_text(path)  # a bad byte is reported with its line
     except FileNotFoundError:
         r.add(missing[0], what, f"{path} does not exist: {missing[1]}")
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         r.add(ERROR, what, f"cannot read {path}: {getattr(e, 'strerror', None) or e}")
     return None
+
+
+def _kept(path: Path, what: str, problems: list[str], r: _Report) -> None:
+    if problems:
+        r.add(WARN, what, f"{path} has {len(problems)} bad line(s): until they are fixed "
+              "the running daemons keep the last version of it that had none "
+              "(started with it, they serve its good lines)")
 
 
 def _check_users_and_aliases(cfg: config.Config, r: _Report) -> None:
@@ -160,6 +167,7 @@ def _check_users_and_aliases(cfg: config.Config, r: _Report) -> None:
         found, problems = users.parse_users(text, str(cfg.paths.users))
         for p in problems:
             r.add(WARN, "users", p)
+        _kept(cfg.paths.users, "users", problems, r)
         if found:
             r.add(OK, "users", f"{len(found)} user(s)")
         else:
@@ -177,6 +185,7 @@ def _check_users_and_aliases(cfg: config.Config, r: _Report) -> None:
     aliases, problems = users.parse_aliases(text, str(cfg.paths.aliases))
     for p in problems:
         r.add(WARN, "aliases", p)
+    _kept(cfg.paths.aliases, "aliases", problems, r)
     # The daemons' own resolution, so "bounces" here means it bounces there.
     db = users.UserDB(cfg.paths.users, cfg.paths.aliases, cfg.domains)
     bad = 0

@@ -53,13 +53,15 @@ class LiteralTooLarge(Event):
 
     The command is dropped. For a synchronizing literal the client sends
     nothing more of it once it reads the tagged answer (`NO [TOOBIG]` or
-    BAD); a non-synchronizing one (`{n+}`) is already on its way and the
-    reader skips its bytes, so a session may prefer to send BYE instead.
+    BAD). A non-synchronizing one (`{n+}`) is already on its way: the reader
+    reads none of it and is finished, and the session closes the connection.
+    `command` is the command's name as in `NeedContinuation`.
     """
 
     tag: str | None
     size: int
     synchronizing: bool
+    command: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ The reader pauses where the session must decide before more bytes mean
 anything, and its last event says why:
 - `NeedContinuation`: send `+` and call `resume()`, or answer the tag with
   NO/BAD and call `refuse_literal()` (the client then sends none of it);
+- `LiteralTooLarge` for a non-synchronizing literal (`{n+}` over the
+  limit): its bytes are already on their way and the reader will not read
+  them, skipped or kept, so it is `finished`: it returns no more events and
+  keeps nothing it is fed. The session answers and closes the connection
+  (RFC 7888 section 4 lets a server do so);
 - IDLE, AUTHENTICATE, STARTTLS: what follows is not a command. Call
   `expect_line()` for each raw line wanted (IDLE's DONE, a SASL response)
   and `resume()` to go back to commands. After STARTTLS, `take_buffered()`
@@ -20,6 +25,9 @@ While paused, the reader only buffers: a server stops reading the socket.
 
 Each line is split at LF (a CR before it is dropped); a line ending in
 `{n}` or `{n+}` continues after n bytes of literal.
+
+The literal limits may change between commands (they are smaller before
+login): assign `reader.limits`, and the next command's first line uses them.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ from .grammar import TAG_CHARS
 class Limits:
     # Text of one command, over all its lines, literals not counted.
     max_line: int = 64 * 1024
-    # Literal bytes in one APPEND: the largest message we accept.
+    # Literal bytes in one APPEND: the largest message we accept
+    # (the session sets it from mta.max_message_size).
     max_literal: int = 36 * 1024 * 1024
     # Literal bytes in any other command (passwords, search strings, names).
     max_arg_literal: int = 64 * 1024
@@ -58,7 +67,7 @@ _TAIL = 64
 _PAUSING = (Idle, Authenticate, StartTLS)
 
 # Where the reader is within the byte stream.
-_LINE, _LITERAL, _SKIP, _DISCARD = range(4)
+_LINE, _LITERAL, _SKIP, _DISCARD, _FINISHED = range(5)
 # What the next line is for.
 _COMMAND, _RAW, _NOTHING = range(3)
 
@@ -81,7 +90,7 @@ class CommandReader:
         self._started = False
         self._text = 0
         self._literal_bytes = 0
-        self._cap = self.limits.max_arg_literal
+        self._cap = 0  # set from the limits by the command's first line
         self._tag: str | None = None
         self._name: str | None = None
 
@@ -93,11 +102,19 @@ class CommandReader:
         return self._held or self._want == _NOTHING
 
     @property
+    def finished(self) -> bool:
+        """True after a non-synchronizing literal over the limit: the reader
+        reads nothing more, and the connection should be closed."""
+        return self._phase == _FINISHED
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet turned into events."""
         return len(self._buf)
 
     def feed(self, data: bytes = b"") -> list[Event]:
+        if self._phase == _FINISHED:
+            return []
         self._buf += data
         return self._drain()
 
@@ -147,6 +164,8 @@ class CommandReader:
                 return events
 
     def _step(self) -> tuple[bool, Event | None]:
+        if self._phase == _FINISHED:
+            return False, None
         if self._phase == _LITERAL:
             return self._read_literal()
         if self._phase == _SKIP:
@@ -201,8 +220,8 @@ class CommandReader:
             self._started = True
             self._tag, name = _head(line)
             self._name = name
-            if name == "APPEND":
-                self._cap = self.limits.max_literal
+            limits = self.limits
+            self._cap = limits.max_literal if name == "APPEND" else limits.max_arg_literal
         self._cmd += line
         self._text += len(line)
         m = _LITERAL_AT_END.search(line)
@@ -220,11 +239,11 @@ class CommandReader:
         sync = not plus
         tag = self._tag
         if self._literal_bytes + size > self._cap:
+            name = self._name
             self._reset_command()
             if not sync:
-                self._phase = _SKIP
-                self._need = size
-            return LiteralTooLarge(tag, size, sync)
+                self._finish()
+            return LiteralTooLarge(tag, size, sync, name)
         if sync and first:
             reason = _early_reject(line)
             if reason:
@@ -263,6 +282,14 @@ class CommandReader:
             self._enter_discard(literals=True)
         return True, None
 
+    def _finish(self) -> None:
+        # Whatever follows is the refused literal, or comes after it: none
+        # of it is read, so none of it is kept.
+        self._phase = _FINISHED
+        self._buf.clear()
+        self._scan = 0
+        self._need = 0
+
     def _enter_discard(self, literals: bool) -> None:
         self._phase = _DISCARD
         self._discard_literals = literals
@@ -286,9 +313,15 @@ class CommandReader:
         if m is not None and m.group(2):
             # A non-synchronizing literal is coming whether we like it or
             # not; a synchronizing one waits for a `+` that never comes.
+            # The discarded command may have been an APPEND, so the larger
+            # limit decides whether its literal is skipped or refused.
             digits = m.group(1)
+            size = int(digits) if len(digits.lstrip(b"0")) <= 18 else 2**63
+            if size > max(self.limits.max_literal, self.limits.max_arg_literal):
+                self._finish()
+                return True, LiteralTooLarge(None, size, False)
             self._phase = _SKIP
-            self._need = int(digits) if len(digits.lstrip(b"0")) <= 18 else 2**63
+            self._need = size
         return True, None
 
 

@@ -24,7 +24,7 @@ from mda.imap.events import (
     LiteralTooLarge,
     NeedContinuation,
 )
-from mda.imap.parser import CommandReader, Limits
+from mda.imap.parser import CommandReader
 from mda.imap.session import Session
 from mda.imap.watch import Watchers
 
@@ -58,9 +58,9 @@ class Connection:
         self.secure = secure
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
-        self.parser = CommandReader(Limits(max_literal=self.cfg.imap.max_literal))
-        self.events: list[Event] = []
         self.session = Session(self.cfg, server.auth, server.watchers, self)
+        self.parser = CommandReader(self.session.literal_limits())
+        self.events: list[Event] = []
         self.bad = 0
         self.login_deadline = asyncio.get_running_loop().time() + self.cfg.limits.login_timeout
         self.user_slot: connlimits.Slot | None = None
@@ -147,6 +147,8 @@ class Connection:
                 self.busy = True
                 if isinstance(ev, Command):
                     await self.command(ev)
+                    # A login raises the literal limits for the commands after it.
+                    self.parser.limits = self.session.literal_limits()
                 else:
                     await self.refuse(ev)
                 self.busy = False
@@ -171,20 +173,21 @@ class Connection:
 
     async def refuse(self, ev: Event) -> None:
         if isinstance(ev, NeedContinuation):
-            problem = self.session.literal_problem(ev)
-            if problem is None:
-                await self.write(R.continuation("Ready for literal data"))
-                self.resume()
-            else:
-                await self.write(problem)
-                self.events.extend(self.parser.refuse_literal())
+            # Within the limits: the reader refused any literal over them.
+            await self.write(R.continuation("Ready for literal data"))
+            self.resume()
             return
         if isinstance(ev, BadCharset):
             await self.write(R.no(ev.tag, "Unsupported charset",
                                   R.code("BADCHARSET", "(UTF-8 US-ASCII)")))
             return
         if isinstance(ev, LiteralTooLarge):
-            await self.write(R.no(ev.tag, "Literal too large", R.code("TOOBIG")))
+            replies, close = self.session.literal_refusal(ev)
+            for out in replies:
+                await self.write(out)
+            if close:
+                await self.writer.drain()
+                raise Closed
             return
         if isinstance(ev, BadCommand):
             self.bad += 1

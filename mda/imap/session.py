@@ -8,6 +8,8 @@ blocks (files, SQLite), so it is always called through `run()`, in a thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,7 +19,8 @@ from common import ipc, log, sasl
 from common.config import Config
 from mda.imap import commands as C
 from mda.imap import response as R
-from mda.imap.events import NeedContinuation
+from mda.imap.events import LiteralTooLarge
+from mda.imap.parser import Limits
 from mda.imap.watch import Watchers
 from mda.store import errors as E
 from mda.store.folder import Folder
@@ -31,31 +34,67 @@ BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESP
 AUTH_CAPS = ["UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED",
              "LIST-STATUS", "ESEARCH", "CONDSTORE"]
 FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-# Before login, a literal may carry a user name or password, never a message.
-MAX_LITERAL_BEFORE_LOGIN = 1024
+# Before login, a literal may carry a user name or password, never a message:
+# anything bigger is refused unread. 4096 is what RFC 7888's LITERAL- lets
+# any client send without asking.
+MAX_LITERAL_BEFORE_LOGIN = 4096
+
+
+# The store blocks (files, SQLite), so its calls run in threads. One pool for
+# the process, larger than asyncio's default (cores + 4), so that the users at
+# their cap (limits.store_threads_per_user) leave threads for everyone else.
+STORE_THREADS = 32
+_POOL = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="imap-store")
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn in a thread of the store pool, with this task's context (log bindings),
+    as asyncio.to_thread does with the default pool."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_POOL, call)
+
+
+class UserShare:
+    """What one user's sessions in this process share: the MailStore, and the
+    number of its calls that may run at once, so that one user's searches
+    cannot take every thread while another user's STATUS waits."""
+
+    def __init__(self, threads: int) -> None:
+        self.store: MailStore | None = None
+        self.sessions = 0
+        self.opening = asyncio.Lock()  # two logins at once open one store
+        self.slots = asyncio.Semaphore(threads)
 
 
 class Shared:
-    """One MailStore per user in this process, shared by that user's sessions."""
+    """The UserShare of each user with a session in this process."""
 
     def __init__(self) -> None:
-        self.stores: dict[str, tuple[MailStore, int]] = {}
+        self.users: dict[str, UserShare] = {}
 
-    def acquire(self, user: str, open_store: Callable[[], MailStore]) -> MailStore:
-        store, n = self.stores.get(user) or (None, 0)
-        if store is None:
-            store = open_store()
-        self.stores[user] = (store, n + 1)
-        return store
+    async def acquire(self, user: str, threads: int,
+                      open_store: Callable[[], MailStore]) -> UserShare:
+        share = self.users.get(user)
+        if share is None:
+            share = self.users[user] = UserShare(threads)
+        share.sessions += 1
+        try:
+            async with share.opening:
+                if share.store is None:
+                    share.store = await in_thread(open_store)
+        except BaseException:
+            self.release(user)
+            raise
+        return share
 
     def release(self, user: str) -> MailStore | None:
-        """The store to close when its last session went, else None."""
-        store, n = self.stores[user]
-        if n > 1:
-            self.stores[user] = (store, n - 1)
+        """The store to close when the user's last session went, else None."""
+        share = self.users[user]
+        share.sessions -= 1
+        if share.sessions:
             return None
-        del self.stores[user]
-        return store
+        del self.users[user]
+        return share.store
 
 
 SHARED = Shared()
@@ -70,6 +109,7 @@ class Session:
         self.conn = conn
         self.user: str | None = None
         self.store: MailStore | None = None
+        self.share: UserShare | None = None
         self.folder: Folder | None = None
         self.readonly = False
         self.condstore = False
@@ -91,12 +131,18 @@ class Session:
     # -- plumbing ------------------------------------------------------------
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """fn(*args, **kwargs) in a store thread, within the user's share of them."""
+        if self.share is None:
+            return await in_thread(fn, *args, **kwargs)
+        async with self.share.slots:
+            return await in_thread(fn, *args, **kwargs)
 
     def capabilities(self) -> list[str]:
         caps = list(BASE_CAPS)
         if self.user:
-            return caps + AUTH_CAPS
+            # RFC 7889: one limit for every mailbox, so no STATUS/LIST form is
+            # needed. Only after login, where it is the limit that applies.
+            return [*caps, *AUTH_CAPS, f"APPENDLIMIT={self.cfg.mta.max_message_size}"]
         if not self.conn.secure:
             caps.append("STARTTLS")
         if self.conn.plaintext_ok:
@@ -105,12 +151,34 @@ class Session:
             caps.append("LOGINDISABLED")
         return caps
 
-    def literal_problem(self, ev: NeedContinuation) -> bytes | None:
-        if not self.user and ev.size > MAX_LITERAL_BEFORE_LOGIN:
-            return R.no(ev.tag, "Log in first")
-        if ev.command == "APPEND" and ev.size > self.cfg.mta.max_message_size:
-            return R.no(ev.tag, "Message too large", R.code("TOOBIG"))
-        return None
+    def literal_limits(self) -> Limits:
+        """What the command reader may take in literals, in the present state."""
+        if not self.user:
+            return Limits(max_literal=MAX_LITERAL_BEFORE_LOGIN,
+                          max_arg_literal=MAX_LITERAL_BEFORE_LOGIN)
+        return Limits(max_literal=self.cfg.mta.max_message_size)
+
+    def literal_refusal(self, ev: LiteralTooLarge) -> tuple[list[bytes], bool]:
+        """The answer to a literal over `literal_limits()`, and whether the
+        connection then closes: it does after a non-synchronizing literal,
+        whose bytes are on their way and are never read."""
+        sync = ev.synchronizing
+        if not self.user:
+            if sync:
+                return [R.no(ev.tag, f"Log in first: literals over "
+                             f"{MAX_LITERAL_BEFORE_LOGIN} octets need a login")], False
+            return [R.bye("Literal too large before login")], True
+        if ev.command == "APPEND":
+            out = [R.no(ev.tag, "Message too large", R.code("TOOBIG"))]
+        elif sync:
+            out = [R.no(ev.tag, "Literal too large", R.code("TOOBIG"))]
+        else:
+            out = [R.bad(ev.tag, "Literal too large")]
+        if sync:
+            return out, False
+        if ev.tag is None:
+            out = []  # the command it belonged to was answered already
+        return [*out, R.bye("Literal too large, closing the connection")], True
 
     def idle_problem(self, cmd: C.Idle) -> bytes | None:
         if not self.user:
@@ -165,10 +233,11 @@ class Session:
         if self.folder is not None:
             folder, self.folder = self.folder, None
             await self.run(folder.close)
-        if self.user and self.store is not None:
+        if self.user and self.share is not None:
+            self.share = None
             store = SHARED.release(self.user)
             if store is not None:
-                await self.run(store.close)
+                await in_thread(store.close)
         self.store = None
 
     # -- dispatch ------------------------------------------------------------
@@ -258,8 +327,9 @@ class Session:
             return R.bye("Too many connections for this user from your address", "LIMIT")
         root = maildir_path(self.cfg.paths.mail, account)
         folders = self.cfg.mda.folders
-        self.store = await self.run(SHARED.acquire, account,
-                                    lambda: MailStore(root, default_folders=folders))
+        self.share = await SHARED.acquire(account, self.cfg.limits.store_threads_per_user,
+                                          lambda: MailStore(root, default_folders=folders))
+        self.store = self.share.store
         self.user = account
         self.log = self.log.bind(user=account)
         self.log.info("logged in")

@@ -295,6 +295,35 @@ def test_check_warns_of_a_world_readable_users_file(ctl: Ctl, tmp_path: Path) ->
     assert lines(r, "ERROR") == []
 
 
+def test_check_reports_a_byte_that_is_not_utf8_with_its_line(ctl: Ctl, tmp_path: Path) -> None:
+    make_setup(ctl, tmp_path)
+    with open(ctl.users, "ab") as f:
+        f.write(b"b\xffd@example.test:" + hash_password("pw", cheap=True).encode() + b"\n")
+    with open(ctl.aliases, "ab") as f:
+        f.write(b"sales@example.test: alice@example.test\n"
+                b"inf\xf6@example.test: alice@example.test\n")
+    r = ctl("check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    warns = lines(r, "WARN")
+    n_users = len(ctl.users.read_bytes().splitlines())
+    n_aliases = len(ctl.aliases.read_bytes().splitlines())
+    assert f"WARN  users: {ctl.users}:{n_users}: not valid UTF-8 (byte 0xff at column 2); " \
+        "line ignored" in warns, r.stdout
+    assert f"WARN  aliases: {ctl.aliases}:{n_aliases}: not valid UTF-8 (byte 0xf6 at column 4); " \
+        "line ignored" in warns, r.stdout
+    assert any(f"{ctl.users} has 1 bad line(s): until they are fixed the running daemons keep "
+               "the last version" in w for w in warns), r.stdout
+    assert any(f"{ctl.aliases} has 1 bad line(s)" in w for w in warns), r.stdout
+    assert lines(r, "ERROR") == [], r.stdout
+    # The other tools read it too, and keep the bad byte when they edit the file.
+    r = ctl("user", "list")
+    assert r.returncode == 0 and "alice@example.test" in r.stdout, r.stdout + r.stderr
+    assert f"{ctl.users}:{n_users}: not valid UTF-8" in r.stderr
+    r = ctl("alias", "add", "help@example.test", "alice@example.test")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert b"inf\xf6@example.test: alice@example.test\n" in ctl.aliases.read_bytes()
+
+
 def test_check_reports_an_unknown_config_key(ctl: Ctl, tmp_path: Path) -> None:
     make_setup(ctl, tmp_path, extra="colour = 'blue'\n")
     r = ctl("check")
@@ -339,7 +368,9 @@ def test_check_warnings(ctl: Ctl, tmp_path: Path) -> None:
                for w in warns)
     assert any(f"{tmp_path}/spool/corrupt does not exist: created at start" in w
                for w in warns)
-    assert len(warns) == 4, r.stdout  # a remote target and a subaddress are fine
+    # What a bad line means for the running daemons is said once.
+    assert any(f"{ctl.users} has 1 bad line(s)" in w for w in warns)
+    assert len(warns) == 5, r.stdout  # a remote target and a subaddress are fine
     assert any("made at start (tls.self_signed)" in x for x in lines(r, "OK"))
 
 

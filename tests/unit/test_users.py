@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from common.users import (
     MAX_ALIAS_DEPTH,
@@ -16,6 +17,7 @@ from common.users import (
     locked,
     parse_aliases,
     parse_users,
+    read_text,
 )
 
 HASH = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
@@ -51,6 +53,10 @@ def test_parse_users_bad_lines_are_reported_with_their_line() -> None:
     assert [p.split(":")[1] for p in problems] == ["2", "3", "4", "5"]
     assert "listed twice" in problems[3]
     assert all(p.startswith("users:") for p in problems)
+    # What follows the address may be a hash or a password: it is not shown.
+    assert problems[0] == "users:2: expected user@domain:$argon2id$..., got a line without ':'"
+    assert problems[1] == "users:3: expected user@domain:$argon2id$..., got 'carol@example.org':..."
+    assert "plaintext" not in "".join(problems)
 
 
 def test_parse_aliases() -> None:
@@ -290,3 +296,75 @@ def test_line_address() -> None:
     assert line_address("  # comment") is None
     assert line_address("   ") is None
     assert line_address("@example.org: x@example.org") == "@example.org"
+
+
+# A bad byte or a bad line: logged with its line, and the last good table kept.
+
+
+def test_a_line_that_is_not_utf8_is_reported_and_the_others_read(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_bytes(f"alice@example.org:{HASH}\n".encode()
+                     + b"b\xffb@example.org:" + HASH.encode() + b"\n"
+                     + f"carol@example.org:{HASH}\n".encode())
+    users, problems = parse_users(read_text(path), "users")
+    assert list(users) == ["alice@example.org", "carol@example.org"]
+    assert problems == ["users:2: not valid UTF-8 (byte 0xff at column 2); line ignored"]
+    aliases, problems = parse_aliases("a@example.org: b@example.org\nc\udcc3@example.org: b\n",
+                                      "aliases")
+    assert aliases == {"a@example.org": ["b@example.org"]}
+    assert problems == ["aliases:2: not valid UTF-8 (byte 0xc3 at column 2); line ignored"]
+
+
+def test_edit_lines_keeps_a_bad_byte_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "users"
+    path.write_bytes(b"b\xffb@example.org:x\n")
+    edit_lines(path, lambda lines: [*lines, f"dave@example.org:{HASH}"])
+    assert path.read_bytes() == b"b\xffb@example.org:x\n" + f"dave@example.org:{HASH}\n".encode()
+
+
+def events(logs: list[dict]) -> list[str]:
+    return [e["event"] for e in logs]
+
+
+def test_a_changed_file_with_problems_keeps_the_last_good_table(
+        files: tuple[Path, Path], db: UserDB) -> None:
+    users, aliases = files
+    assert db.get("alice@example.org") is not None
+    good = users.read_bytes()
+    # A new user and a typo in the same change: nothing of it is taken.
+    users.write_bytes(good + f"dave@example.org:{HASH}\n".encode() + b"\xff\n")
+    with capture_logs() as logs:
+        for _ in range(3):  # lookups after one change: logged once
+            assert db.get("alice@example.org") is not None
+            assert db.get("dave@example.org") is None
+    assert events(logs) == ["bad line", "file has bad lines: keeping the last good version "
+                            "in service until it is fixed"]
+    assert logs[0]["problem"] == f"{users}:5: not valid UTF-8 (byte 0xff at column 1); line ignored"
+    assert logs[1]["file"] == str(users) and logs[1]["log_level"] == "error"
+    # A line of the wrong shape counts the same.
+    users.write_bytes(good + b"dave@example.org:plaintext\n")
+    with capture_logs() as logs:
+        assert db.get("alice@example.org") is not None and db.get("dave@example.org") is None
+    assert events(logs)[-1].startswith("file has bad lines: keeping")
+    # Fixed: the new table is served.
+    users.write_bytes(good + f"dave@example.org:{HASH}\n".encode())
+    with capture_logs() as logs:
+        assert db.get("dave@example.org") is not None
+    assert events(logs) == ["loaded"]
+    # The aliases file follows the same rule.
+    aliases.write_bytes(aliases.read_bytes() + b"new@example.org: alice@example.org\n\xfe\n")
+    assert db.resolve("postmaster@example.org").kind == "local"
+    assert db.resolve("new@example.org").targets == ("alice@example.org",)  # the catch-all's
+
+
+def test_at_start_up_the_good_lines_are_served(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_bytes(f"alice@example.org:{HASH}\n".encode() + b"\xff\n")
+    with capture_logs() as logs:
+        db = UserDB(users, tmp_path / "aliases", ["example.org"])  # read at once
+    assert events(logs) == ["bad line", "file has bad lines: serving its good lines only"]
+    assert db.get("alice@example.org") is not None
+    # Still no clean version: a later change with problems is served too, so
+    # users can still be added while the bad line waits for its fix.
+    users.write_bytes(users.read_bytes() + f"bob@example.org:{HASH}\n".encode())
+    assert db.get("bob@example.org") is not None

@@ -262,21 +262,34 @@ def test_too_long_line_ending_in_a_non_synchronizing_literal() -> None:
     assert run([data], SMALL) == [LineTooLong("t1", "command line too long"), c.Noop("t2")]
 
 
+def test_too_long_line_ending_in_a_literal_over_every_limit_finishes_the_reader() -> None:
+    # Its command is unknown, so only a literal over the larger (APPEND's)
+    # limit is refused; the reader reads none of it.
+    reader = CommandReader(SMALL)
+    events = reader.feed(b"t1 LOGIN " + b"x" * 100 + b" {101+}\r\n" + b"m" * 50)
+    assert events == [LineTooLong("t1", "command line too long"),
+                      LiteralTooLarge(None, 101, False)]
+    assert reader.finished and reader.buffered == 0
+
+
 def test_synchronizing_literal_too_large() -> None:
     reader = CommandReader(SMALL)
-    assert reader.feed(b"t1 LOGIN {11}\r\n") == [LiteralTooLarge("t1", 11, True)]
+    assert reader.feed(b"t1 LOGIN {11}\r\n") == [LiteralTooLarge("t1", 11, True, "LOGIN")]
     # The client got no `+`: its next line is a new command.
     assert reader.feed(b"t2 NOOP\r\n") == [c.Noop("t2")]
+    assert not reader.finished
 
 
-def test_non_synchronizing_literal_too_large_is_skipped() -> None:
-    data = b"t1 LOGIN {11+}\r\n" + b"t9 LOGOUT\r\n" + b" more {3+}\r\nabc\r\nt2 NOOP\r\n"
-    assert run([data], SMALL) == [LiteralTooLarge("t1", 11, False), c.Noop("t2")]
-
-
-def test_skipped_command_ending_in_a_sync_literal_stops_there() -> None:
-    data = b"t1 LOGIN {11+}\r\n" + b"x" * 11 + b" {3}\r\nt2 NOOP\r\n"
-    assert run([data], SMALL) == [LiteralTooLarge("t1", 11, False), c.Noop("t2")]
+def test_non_synchronizing_literal_too_large_finishes_the_reader() -> None:
+    # Its bytes are on their way: none is read, kept or skipped, and nothing
+    # after them is a command (the session closes the connection).
+    reader = CommandReader(SMALL)
+    data = b"t1 LOGIN {11+}\r\n" + b"t9 LOGOUT\r\n" + b"t2 NOOP\r\n"
+    assert reader.feed(data) == [LiteralTooLarge("t1", 11, False, "LOGIN")]
+    assert reader.finished
+    assert reader.buffered == 0
+    assert reader.feed(b"x" * 100_000 + b"\r\nt3 NOOP\r\n") == []
+    assert reader.buffered == 0
 
 
 def test_append_has_the_larger_literal_limit() -> None:
@@ -284,27 +297,64 @@ def test_append_has_the_larger_literal_limit() -> None:
         c.Append("t", "INBOX", b"m" * 100)
     ]
     assert run([b"t APPEND INBOX {101}\r\nt2 NOOP\r\n"], SMALL) == [
-        LiteralTooLarge("t", 101, True),
+        LiteralTooLarge("t", 101, True, "APPEND"),
         c.Noop("t2"),
     ]
+    assert run([b"t APPEND INBOX {101+}\r\n" + b"m" * 101 + b"\r\nt2 NOOP\r\n"],
+               SMALL) == [LiteralTooLarge("t", 101, False, "APPEND")]
 
 
 def test_literal_limit_is_for_all_literals_of_a_command() -> None:
     assert run([b"t LOGIN {6+}\r\nabcdef {5}\r\nt2 NOOP\r\n"], SMALL) == [
-        LiteralTooLarge("t", 5, True),
+        LiteralTooLarge("t", 5, True, "LOGIN"),
         c.Noop("t2"),
     ]
+
+
+def test_limits_changed_between_commands_apply_to_the_next_one() -> None:
+    # As at login: small literals before, max_message_size for APPEND after.
+    reader = CommandReader(Limits(max_literal=10, max_arg_literal=10))
+    assert reader.feed(b"a APPEND INBOX {11}\r\n") == [LiteralTooLarge("a", 11, True, "APPEND")]
+    reader.limits = Limits(max_literal=1000, max_arg_literal=10)
+    assert reader.feed(b"b APPEND INBOX {11}\r\n") == [NeedContinuation("b", 11, "APPEND")]
+    assert reader.resume() == []
+    assert reader.feed(b"x" * 11 + b"\r\n") == [c.Append("b", "INBOX", b"x" * 11)]
+    assert reader.feed(b"c LOGIN {11}\r\n") == [LiteralTooLarge("c", 11, True, "LOGIN")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(11, 10**12),
+    sync=st.booleans(),
+    name=st.sampled_from([b"LOGIN", b"APPEND INBOX", b"SELECT", b"UID SEARCH TEXT"]),
+    chunks=st.lists(st.integers(1, 5000), min_size=1, max_size=20),
+)
+def test_a_refused_literal_is_never_buffered(size: int, sync: bool, name: bytes,
+                                             chunks: list[int]) -> None:
+    # Whatever the command, the size and how the bytes arrive: a literal over
+    # the limit leaves the reader holding nothing of it.
+    limits = Limits(max_literal=10, max_arg_literal=10)
+    reader = CommandReader(limits)
+    head = b"t " + name + b" {%d%s}\r\n" % (size, b"" if sync else b"+")
+    events = reader.feed(head)
+    assert events == [LiteralTooLarge("t", size, sync, name.split()[0].decode())]
+    for n in chunks:
+        reader.feed(b"y" * n)
+        # A synchronizing literal never comes; the client's bytes are then
+        # read as the line of a next command, never kept past the line limit.
+        assert reader.buffered <= (0 if not sync else limits.max_line + 1)
+    assert reader.finished is not sync
 
 
 def test_absurd_literal_sizes() -> None:
     digits = b"9" * 5000  # int() would refuse this many digits
     assert run([b"t LOGIN {" + digits + b"}\r\nt2 NOOP\r\n"]) == [
-        LiteralTooLarge("t", 2**63, True),
+        LiteralTooLarge("t", 2**63, True, "LOGIN"),
         c.Noop("t2"),
     ]
     reader = CommandReader()
     assert reader.feed(b"t LOGIN {99999999999999+}\r\n" + b"x" * 1000) == [
-        LiteralTooLarge("t", 99999999999999, False)
+        LiteralTooLarge("t", 99999999999999, False, "LOGIN")
     ]
     assert reader.buffered == 0
 
