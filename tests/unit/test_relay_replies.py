@@ -78,6 +78,22 @@ def receive(wire: bytes) -> bytes:
                     for line in lines[:end])
 
 
+def receive_leniently(wire: bytes) -> bytes:
+    """A receiver that also ends lines at a bare LF and drops the CR before
+    it (as many servers did before the 2023 smuggling reports): where the old rule let
+    a body end the data early ("\\n.\\r\\n") or lose a dot ("\\n.\\rx")."""
+    lines = wire.split(b"\n")
+    assert lines[-1] == b""
+    out = []
+    for n, raw in enumerate(lines[:-1]):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if line == b".":
+            assert n == len(lines) - 2, "the data ended early"
+            break
+        out.append((line[1:] if line.startswith(b".") else line) + b"\r\n")
+    return b"".join(out)
+
+
 def normalized(message: bytes) -> bytes:
     """The rule written out one byte at a time: lone CR or LF -> CRLF, a final CRLF."""
     out, i = bytearray(), 0
@@ -106,6 +122,7 @@ def test_dot_stuffing_of_any_bytes_is_clean_and_round_trips(message):
         wire.endswith(b"\r\n.\r\n") and wire.find(b"\r\n.\r\n") == len(wire) - 5)
     assert not wire[:-3].startswith(b".\r\n")
     assert receive(wire) == normalized(message)
+    assert receive_leniently(wire) == normalized(message)
 
 
 def test_dot_stuffing_of_a_leading_dot_and_missing_final_newline():

@@ -79,3 +79,18 @@ def test_the_sender_request(service, login, sender, ok):
     reply = asyncio.run(service.sender({"login": login, "sender": sender}))
     assert reply == {"allowed": ok}
     assert "sender" in service.handlers()
+
+
+def test_a_catch_all_that_reaches_the_login_owns_the_unknown_addresses(tmp_path: Path):
+    users, aliases = tmp_path / "users", tmp_path / "aliases"
+    users.write_text(f"{ALICE}:{HASH}\nbob@example.org:{HASH}\n")
+    aliases.write_text("@example.org: alice@example.org\n")
+    cfg = config.from_dict({"hostname": "mail.example.org", "domains": ["example.org"],
+                            "paths": {"users": str(users), "aliases": str(aliases)}})
+    service = UserService(SimpleNamespace(cfg=cfg))  # type: ignore[arg-type]
+
+    def allowed(sender: str) -> bool:
+        return asyncio.run(service.sender({"login": ALICE, "sender": sender}))["allowed"]
+
+    assert allowed("anything@example.org")
+    assert not allowed("bob@example.org")  # a mailbox of its own: the catch-all is not used
