@@ -108,7 +108,6 @@ def test_the_relay_normalizes_a_spool_file_with_bare_lf_and_cr(net, recorder):
     message = (b".first line has a dot\nSubject: old\n\nbare LF\n.\n"
                b"MAIL FROM:<ceo@bank.example>\rRCPT TO:<rob@remote.test>\r\n"
                b".\r..\rthe end without a newline")
-    net.configure()
     root = net.sender.root / "spool"
     spool.create_dirs(root)
     env = Envelope(id=spool.new_id(), sender=ALICE, created=time.time(),
