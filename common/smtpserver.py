@@ -14,8 +14,10 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from common import log
+from common.smtpargs import CleanArgsMixin, CleanLMTPArgsMixin
 from common.smtpcodes import with_enhanced
 from common.smtpdata import StreamingDataMixin
+from common.smtphelp import HelpMixin
 
 
 class EnhancedCodesMixin:
@@ -38,7 +40,7 @@ class EnhancedCodesMixin:
 
 
 # functools.wraps keeps aiosmtpd's syntax attributes, which HELP lists.
-class MailSMTP(EnhancedCodesMixin, SMTP):
+class MailSMTP(CleanArgsMixin, HelpMixin, EnhancedCodesMixin, SMTP):
     @functools.wraps(SMTP.smtp_EHLO)
     async def smtp_EHLO(self, hostname: str) -> None:
         await self._bare(super().smtp_EHLO, hostname)
@@ -48,7 +50,7 @@ class MailSMTP(EnhancedCodesMixin, SMTP):
         await self._bare(super().smtp_HELO, hostname)
 
 
-class MailLMTP(EnhancedCodesMixin, LMTP):
+class MailLMTP(CleanLMTPArgsMixin, HelpMixin, EnhancedCodesMixin, LMTP):
     @functools.wraps(LMTP.smtp_LHLO)
     async def smtp_LHLO(self, hostname: str) -> None:
         await self._bare(super().smtp_LHLO, hostname)

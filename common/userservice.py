@@ -12,6 +12,7 @@ from typing import Any
 from common import ipc, log
 from common.child import ChildContext
 from common.passwords import Verifier
+from common.senders import owns
 from common.users import UserDB, normalize
 
 
@@ -19,6 +20,7 @@ class UserService:
     def __init__(self, ctx: ChildContext) -> None:
         cfg = ctx.cfg
         self.db = UserDB(cfg.paths.users, cfg.paths.aliases, cfg.domains)
+        self.send_as = {normalize(k): v for k, v in cfg.mta.send_as.items()}
         self.verifier = Verifier(ttl=cfg.auth.cache_ttl)
         self.failure_delay = cfg.auth.failure_delay
         self.log = log.get()
@@ -40,6 +42,14 @@ class UserService:
         r = self.db.resolve(str(req.get("address", "")))
         return {"kind": r.kind, "targets": list(r.targets)}
 
+    async def sender(self, req: dict[str, Any]) -> dict[str, Any]:
+        """May this login use this MAIL FROM (common/senders.py)?"""
+        login = normalize(str(req.get("login", "")))
+        sender = normalize(str(req.get("sender", "")))
+        r = self.db.resolve(sender)
+        reaches = r.targets if r.kind == "local" else ()
+        return {"allowed": owns(login, sender, reaches, self.send_as.get(login, ()))}
+
     async def user(self, req: dict[str, Any]) -> dict[str, Any]:
         record = self.db.get(str(req.get("address", "")))
         if record is None:
@@ -47,7 +57,8 @@ class UserService:
         return {"exists": True, "address": record.address, "fields": record.fields}
 
     def handlers(self) -> dict[str, ipc.Handler]:
-        return {"auth": self.auth, "resolve": self.resolve, "user": self.user}
+        return {"auth": self.auth, "resolve": self.resolve, "user": self.user,
+                "sender": self.sender}
 
 
 async def serve(ctx: ChildContext) -> None:

@@ -12,7 +12,7 @@ from email.utils import formatdate
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
-from common import ipc, log, sasl
+from common import ipc, log, sasl, senders
 from common.config import Config
 from mta.queue import spool
 from mta.queue.envelope import LMTP, Recipient
@@ -124,6 +124,27 @@ class Handler:
 
 class SubmissionHandler(Handler):
     """Adds AUTH PLAIN and LOGIN, checked by the lookup process without blocking."""
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        # Only a login's own addresses (common/senders.py); port 25 has no
+        # such check: it takes mail from anyone for us, so a forwarder's
+        # claim of a local sender is fine there, and it never relays.
+        login = session.auth_data if session.authenticated else None
+        if not login:
+            return "530 5.7.0 Authentication required"
+        if address != "<>":
+            try:
+                reply = await self.lookup.call("sender", idempotent=True, login=login,
+                                               sender=address)
+            except ipc.IPCError as e:
+                self.log.error("sender lookup failed", error=str(e))
+                return "451 4.3.0 Temporary lookup failure, try again later"
+            if not reply["allowed"]:
+                self.log.info("sender refused", user=login, sender=address,
+                              client=_peer_ip(session), listener=self.kind)
+                return senders.refusal(address, login)
+        return await super().handle_MAIL(server, session, envelope, address, options)
 
     async def _check(self, server: SMTP, user: str, password: str) -> AuthResult:
         try:

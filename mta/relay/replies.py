@@ -78,10 +78,30 @@ class ReplyParser:
         return reply
 
 
-def dot_stuff(message: bytes) -> bytes:
-    """Wire form of a message body for DATA, ending in CRLF '.' CRLF."""
+def crlf_lines(message: bytes) -> bytes:
+    """The message as CRLF lines only: every lone CR or LF becomes CRLF, and
+    a last line without one gets it.
+
+    Whatever the spool holds (a client's bare LF, a bounce, a file from an
+    older version), the next hop sees only CRLF: a receiver that also ends
+    lines at a bare LF or CR could otherwise find a `.` line, and a new SMTP
+    command, inside the body (SMTP smuggling).
+    """
+    # Bytes methods, not a loop over lines: this runs for every delivery.
+    # (Counting CRs and LFs would be slower: bytes.count of one byte has no
+    # fast search.)
+    rest = message.replace(b"\r\n", b"")
+    if b"\r" in rest or b"\n" in rest:
+        message = message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if message and not message.endswith(b"\r\n"):
         message += b"\r\n"
+    return message
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """Wire form of a message for DATA (RFC 5321 4.5.2): CRLF lines, each
+    line that starts with '.' given one more, then '.' CRLF."""
+    message = crlf_lines(message)
     if message.startswith(b"."):
         message = b"." + message
     return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"

@@ -52,6 +52,13 @@ class Net:
         }
         self.sender.write_config(relay=self.relay, **self.mta)
 
+    def configure_remote(self, **mta: object) -> None:
+        """The remote's configuration, with mta keys of a test's own; before it starts."""
+        self.remote.write_config(hostname="mx.remote.test", domain="remote.test",
+                                 smtp=[f"{REMOTE_IP}:{self.port}"],
+                                 submission=[f"{REMOTE_IP}:0"],
+                                 submissions=[f"{REMOTE_IP}:0"], **mta)
+
     def start_sender(self, **relay: object) -> Stack:
         self.configure(**relay)
         self.sender.start("mdad")
@@ -77,12 +84,10 @@ def net(bare_stack: Stack, tmp_path: Path, request) -> Iterator[Net]:
     logs.mkdir()
     remote = Stack(root, logs)
     port = free_port(REMOTE_IP)
-    remote.write_config(hostname="mx.remote.test", domain="remote.test",
-                        smtp=[f"{REMOTE_IP}:{port}"], submission=[f"{REMOTE_IP}:0"],
-                        submissions=[f"{REMOTE_IP}:0"])
+    n = Net(dns, bare_stack, remote, port)
+    n.configure_remote()
     for u in REMOTE_USERS:
         remote.add_user(u)
-    n = Net(dns, bare_stack, remote, port)
     n.configure()
     try:
         yield n

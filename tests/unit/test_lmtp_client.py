@@ -476,3 +476,17 @@ def test_stale_idle_connection_not_yet_noticed(sock_path):
     fake, r2 = run_with(sock_path, body)
     assert r2 == {"b@x.test": "250 2.0.0 <b@x.test> delivered"}
     assert fake.connections == 2
+
+
+def test_bare_lf_and_cr_go_out_as_crlf_lines_dot_stuffed(sock_path):
+    # This fake ends lines at LF, as a lenient server does: before the rule
+    # it took "\n.\r\n" for the end of the data.
+    message = b"Subject: t\n\nsee\n.\r\nMAIL FROM:<ceo@bank.example>\r\n.\rx"
+
+    async def body(f: FakeLMTP):
+        return await LMTPPool(f.path, "mta.test").deliver("s@remote.test", ["a@x.test"], message)
+
+    fake, replies = run_with(sock_path, body)
+    assert replies["a@x.test"].startswith("250")
+    assert fake.bodies == [b"Subject: t\r\n\r\nsee\r\n..\r\nMAIL FROM:<ceo@bank.example>\r\n"
+                           b"..\r\nx\r\n"]

@@ -359,3 +359,13 @@ def test_smarthost_never_sends_a_password_in_plain_text(tmp_path):
                                "smarthost_password_file": str(secret)})
     assert out.replies["rob@remote.test"].startswith("451 4.7.4")
     assert not any(c.startswith("AUTH") for c in first.commands)
+
+
+def test_bare_lf_and_cr_in_the_spool_go_out_as_crlf_lines_dot_stuffed():
+    # Smuggling: without the rule a lenient MX ends the data at "\n.\r\n"
+    # and runs the MAIL FROM after it as a transaction of ours.
+    message = b"Subject: t\n\nsee\n.\r\nMAIL FROM:<ceo@bank.example>\r\n.\rx"
+    (first, _), out = run(None, deliver(["rob@remote.test"], message))
+    assert out.replies == {"rob@remote.test": "250 2.0.0 queued"}
+    assert first.bodies == [b"Subject: t\r\n\r\nsee\r\n..\r\nMAIL FROM:<ceo@bank.example>\r\n"
+                            b"..\r\nx\r\n"]
