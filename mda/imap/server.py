@@ -121,6 +121,8 @@ class Connection:
                 else:
                     await self.refuse(ev)
                 self.busy = False
+                if self.session.closing:  # its answer ended with a BYE
+                    raise Closed
                 if self.server.stopping:
                     await self.write(R.bye("Server shutting down, reconnect"))
                     raise Closed
