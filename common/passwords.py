@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -83,7 +84,7 @@ class Verifier:
         work = self._pool.submit(check_password, stored_hash, password)
         # The slot is given back when the thread is done with it, even if our
         # caller stopped waiting: a hash that started runs to its end.
-        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, key))
+        work.add_done_callback(lambda _: self._release_from_thread(loop, key))
         ok = await asyncio.wrap_future(work)
         if ok and self.ttl > 0:
             if len(self._cache) > 10000:
@@ -103,6 +104,10 @@ class Verifier:
             else:
                 self._share.withdraw(key, ticket)
             raise
+
+    def _release_from_thread(self, loop: asyncio.AbstractEventLoop, key: Hashable) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: the process is ending
+            loop.call_soon_threadsafe(self._release, key)
 
     def _release(self, key: Hashable) -> None:
         for granted_key, ticket in self._share.done(key):
