@@ -2,18 +2,47 @@
 
 mtad's lookup process and mdad's auth process serve these over IPC; the
 network-facing processes ask them instead of reading credentials.
+
+`auth` is where every password is checked and every refusal is decided,
+counted (authpenalty.py) and logged, whichever protocol asked: a request
+carries the user, the password, an optional SASL authorization identity,
+the client's address and the service (smtp, imap, pop3). Each refused login
+is logged here, once, as one fixed line (see failure_event) that the
+fail2ban filter in deploy/fail2ban/ matches in either log format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import os
+import time
 from typing import Any
 
-from common import ipc, log
+from common import authpenalty, ipc, log
 from common.child import ChildContext
-from common.passwords import Verifier
+from common.passwords import Verifier, dummy_hash
 from common.senders import owns
 from common.users import UserDB, normalize
+
+# A user name is the client's: at most this much of it goes into a log line.
+LOGGED_USER_MAX = 100
+
+
+def _loggable(text: str) -> str:
+    """Client text made safe for one log line: no space, control character or
+    non-ASCII byte survives unescaped, so nothing the client sends can end the
+    line or fake another `address=` in it."""
+    short = text[:LOGGED_USER_MAX]
+    out = short.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+    return out + ("..." if len(text) > LOGGED_USER_MAX else "")
+
+
+def failure_event(address: str, user: str, service: str) -> str:
+    """The one line of a refused login (the fail2ban filter depends on its shape)."""
+    return (f"login failed: address={_loggable(address)} user={_loggable(user) or '-'} "
+            f"service={_loggable(service)}")
 
 
 class UserService:
@@ -21,22 +50,41 @@ class UserService:
         cfg = ctx.cfg
         self.db = UserDB(cfg.paths.users, cfg.paths.aliases, cfg.domains)
         self.send_as = {normalize(k): v for k, v in cfg.mta.send_as.items()}
-        self.verifier = Verifier(ttl=cfg.auth.cache_ttl)
-        self.failure_delay = cfg.auth.failure_delay
+        self.verifier = Verifier(ttl=cfg.auth.cache_ttl, threads=cfg.auth.hash_threads)
+        self.penalties = authpenalty.Penalties(cfg.auth.failure_delay, cfg.auth.failure_delay_max,
+                                               cfg.auth.failure_forget, time.monotonic)
+        self.dummy = dummy_hash()
+        self._attempt_key = os.urandom(32)
         self.log = log.get()
 
+    def _attempt(self, user: str, password: bytes) -> bytes:
+        msg = user.encode("utf-8", "surrogateescape") + b"\0" + password
+        return hmac.new(self._attempt_key, msg, hashlib.sha256).digest()[:16]
+
     async def auth(self, req: dict[str, Any]) -> dict[str, Any]:
+        arrived = time.monotonic()
         user = normalize(str(req.get("user", "")))
-        password = str(req.get("password", ""))
+        # Client bytes travel as text with surrogateescape; argon2 gets them back as bytes.
+        password = str(req.get("password", "")).encode("utf-8", "surrogateescape")
+        authzid = normalize(str(req.get("authzid") or ""))
+        address = str(req.get("address") or "unknown")
+        service = str(req.get("service") or "unknown")
+        client = authpenalty.client_key(address)
+        hold = self.penalties.hold(client)
+        if hold > 0:
+            await asyncio.sleep(hold)
         record = self.db.get(user)
-        if record is None:
-            valid = False
-        else:
-            valid = await self.verifier.verify(user, record.password_hash, password)
-        if not valid:
-            self.log.info("authentication failed", user=user, service=req.get("service"))
-            await asyncio.sleep(self.failure_delay)
-        return {"valid": valid, "user": record.address if valid and record else None}
+        # An unknown user costs a real hash too: the answer's timing tells nothing.
+        ok = await self.verifier.verify(user, record.password_hash if record else self.dummy,
+                                        password, key=client)
+        # Logging in as someone else (a master user) is not offered.
+        if ok and record is not None and authzid in ("", user):
+            self.penalties.succeeded(client)
+            return {"valid": True, "user": record.address}
+        answer_in = self.penalties.failed(client, user, self._attempt(user, password))
+        self.log.info(failure_event(address, user, service))
+        await asyncio.sleep(max(0.0, arrived + answer_in - time.monotonic()))
+        return {"valid": False, "user": None}
 
     async def resolve(self, req: dict[str, Any]) -> dict[str, Any]:
         r = self.db.resolve(str(req.get("address", "")))

@@ -4,10 +4,12 @@
 #
 #   bash deploy/install.sh [--prefix DIR] [--etc DIR] [--spool DIR] [--mail DIR]
 #                          [--systemd-dir DIR | --no-systemd] [--no-venv]
+#                          [--fail2ban-dir DIR | --no-fail2ban]
 #
 # It creates the system users, the directories with their owners and modes,
 # the virtual environment with mtad, mdad, mta-ctl and mda-ctl, a starting
-# configuration, empty users and aliases files and the two systemd units.
+# configuration, empty users and aliases files, the two systemd units and,
+# where fail2ban is installed, its filter and jail for mailpair.
 set -euo pipefail
 umask 022  # the venv and the configuration must be readable by the children's users
 shopt -u patsub_replacement 2>/dev/null || true  # '&' in a path stays an '&'
@@ -27,13 +29,15 @@ MAIL=$DEF_MAIL
 SYSTEMD_DIR=/etc/systemd/system
 DO_SYSTEMD=1
 DO_VENV=1
+FAIL2BAN_DIR=/etc/fail2ban
+DO_FAIL2BAN=1
 
 MTA_USER=mailpair      # mtad's smtp, queue and relay
 MDA_USER=vmail         # mdad's lmtp (imap, pop3)
 AUTH_USER=mailpair-auth  # mtad's lookup and mdad's auth: the only readers of users/aliases
 
 usage() {
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -44,7 +48,7 @@ die() {
 while [[ $# -gt 0 ]]; do
     opt=$1
     case $opt in
-        --prefix|--etc|--spool|--mail|--systemd-dir)
+        --prefix|--etc|--spool|--mail|--systemd-dir|--fail2ban-dir)
             [[ $# -ge 2 ]] || die "$opt needs a directory"
             value=$2
             shift 2
@@ -56,6 +60,7 @@ while [[ $# -gt 0 ]]; do
             ;;
         --no-systemd) DO_SYSTEMD=0; shift; continue ;;
         --no-venv) DO_VENV=0; shift; continue ;;
+        --no-fail2ban) DO_FAIL2BAN=0; shift; continue ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $opt" ;;
     esac
@@ -70,6 +75,7 @@ while [[ $# -gt 0 ]]; do
         --spool) SPOOL=$value ;;
         --mail) MAIL=$value ;;
         --systemd-dir) SYSTEMD_DIR=$value ;;
+        --fail2ban-dir) FAIL2BAN_DIR=$value ;;
         *) usage >&2; die "unknown option: $opt" ;;
     esac
 done
@@ -233,6 +239,27 @@ if [[ $DO_SYSTEMD -eq 1 ]]; then
         else
             echo "  systemd is not running here: skipped systemctl daemon-reload"
         fi
+    fi
+fi
+
+# -- fail2ban --------------------------------------------------------------------
+
+# Only where fail2ban is installed, and never over a copy that is there: the
+# admin may have edited it (jail.d/mailpair.local is the place for changes).
+if [[ $DO_FAIL2BAN -eq 1 && -d $FAIL2BAN_DIR ]]; then
+    f2b_added=0
+    for conf in filter.d/mailpair.conf jail.d/mailpair.conf; do
+        dest=$FAIL2BAN_DIR/$conf
+        [[ -e $dest ]] && continue
+        if [[ ! -d ${dest%/*} ]]; then
+            install -d -o root -g root -m 0755 -- "${dest%/*}"
+            did "created ${dest%/*}"
+        fi
+        put_file "$dest" 0644 "$(cat -- "$REPO/deploy/fail2ban/$conf")" || true
+        f2b_added=1
+    done
+    if [[ $f2b_added -eq 1 ]]; then
+        echo "  fail2ban: run 'systemctl reload fail2ban' to start the mailpair jail"
     fi
 fi
 

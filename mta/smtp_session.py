@@ -123,7 +123,12 @@ class Handler:
 
 
 class SubmissionHandler(Handler):
-    """Adds AUTH PLAIN and LOGIN, checked by the lookup process without blocking."""
+    """Adds AUTH PLAIN and LOGIN, checked by the lookup process without blocking.
+
+    The lookup process decides, delays and logs every refusal; this side
+    counts them per connection and, after auth.failures_per_connection,
+    answers 421 and closes (as Postfix does after too many errors).
+    """
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
@@ -146,19 +151,30 @@ class SubmissionHandler(Handler):
                 return senders.refusal(address, login)
         return await super().handle_MAIL(server, session, envelope, address, options)
 
-    async def _check(self, server: SMTP, user: str, password: str) -> AuthResult:
+    async def _check(self, server: SMTP, user: str, password: str,
+                     authzid: str = "") -> AuthResult:
+        session = server.session
         try:
             reply = await self.lookup.call("auth", idempotent=True, user=user, password=password,
+                                           authzid=authzid, address=_peer_ip(session),
                                            service="smtp")
         except ipc.IPCError as e:
             self.log.error("authentication lookup failed", error=str(e))
             return AuthResult(success=False, handled=False,
                               message="454 4.7.0 Temporary authentication failure")
-        if not reply["valid"]:
-            self.log.info("authentication failed", user=user, client=_peer_ip(server.session))
+        if reply["valid"]:
+            self.log.info("authenticated", user=reply["user"], client=_peer_ip(session))
+            return AuthResult(success=True, auth_data=reply["user"])
+        failures = getattr(session, "auth_failures", 0) + 1
+        session.auth_failures = failures  # type: ignore[attr-defined]
+        if failures < self.cfg.auth.failures_per_connection:
             return AuthResult(success=False, handled=False)
-        self.log.info("authenticated", user=reply["user"], client=_peer_ip(server.session))
-        return AuthResult(success=True, auth_data=reply["user"])
+        await server.push("535 5.7.8 Authentication credentials invalid")
+        await server.push(f"421 4.7.0 {self.cfg.hostname} Error: too many failed "
+                          "authentications")
+        if server.transport is not None:
+            server.transport.close()  # what was written goes out first
+        return AuthResult(success=False, handled=True)
 
     async def _response(self, server: SMTP, args: list[str], challenge: str) -> bytes | None:
         """The client's answer: given with the command, or asked for with a 334."""
@@ -184,10 +200,7 @@ class SubmissionHandler(Handler):
         except sasl.SASLError as e:
             await server.push(f"501 5.5.2 {e}")
             return AuthResult(success=False, handled=True)
-        if authzid and authzid != login:
-            # Sending as another identity is not something a login grants.
-            return AuthResult(success=False, handled=False)
-        return await self._check(server, login, password)
+        return await self._check(server, login, password, authzid)
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         login = await self._response(server, args, "Username:")

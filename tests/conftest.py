@@ -7,6 +7,7 @@ polled (banner on a socket), never slept for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -163,6 +164,12 @@ class Stack:
             f.seek(offset)
             text = f.read().decode(errors="replace")
         ready = {m.group(1) for m in re.finditer(r"\] ready .*?role=(\w+)", text)}
+        for line in text.splitlines():  # log.format = "json"
+            if line.startswith("{") and '"ready"' in line:
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if entry.get("event") == "ready":
+                        ready.add(entry.get("role"))
         return set(roles) <= ready
 
     def _banner(self, where: tuple | str) -> bool:
@@ -324,7 +331,7 @@ def _show_logs_on_failure(request):
 
 
 # Debian packages whose name is not the program's.
-PACKAGE_OF = {"mbsync": "isync", "offlineimap": "offlineimap3"}
+PACKAGE_OF = {"mbsync": "isync", "offlineimap": "offlineimap3", "fail2ban-regex": "fail2ban"}
 
 
 def require_tool(name: str) -> str:

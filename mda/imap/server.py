@@ -152,7 +152,7 @@ class Connection:
                 else:
                     await self.refuse(ev)
                 self.busy = False
-                if self.closing:
+                if self.closing or self.session.closing:  # its answer ended with a BYE
                     await self.writer.drain()
                     raise Closed
                 if self.server.stopping:

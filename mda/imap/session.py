@@ -113,6 +113,9 @@ class Session:
         self.folder: Folder | None = None
         self.readonly = False
         self.condstore = False
+        self.auth_failures = 0
+        # Set when the answer just given ends the connection (its last line a BYE).
+        self.closing = False
         self.log = log.get().bind(client=conn.peer)
         self._tables()
 
@@ -307,21 +310,25 @@ class Session:
         except sasl.SASLError as e:
             yield R.bad(tag, str(e))
             return
-        if authzid and authzid.lower() != user.lower():
-            yield R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
-            return
-        yield await self._check(tag, user, password)
+        yield await self._check(tag, user, password, authzid)
 
-    async def _check(self, tag: str, user: str, password: str) -> bytes:
+    async def _check(self, tag: str, user: str, password: str, authzid: str = "") -> bytes:
+        """The auth process decides, delays and logs a refusal; this counts
+        them per connection and says BYE after auth.failures_per_connection."""
         try:
-            reply = await self.auth.call("auth", idempotent=True, user=user,
-                                         password=password, service="imap")
+            reply = await self.auth.call("auth", idempotent=True, user=user, password=password,
+                                         authzid=authzid, address=self.conn.peer,
+                                         service="imap")
         except ipc.IPCError as e:
             self.log.error("authentication lookup failed", error=str(e))
             return R.no(tag, "Temporary authentication failure", R.code("UNAVAILABLE"))
         if not reply["valid"]:
-            self.log.info("login failed", user=user)
-            return R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
+            refused = R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
+            self.auth_failures += 1
+            if self.auth_failures < self.cfg.auth.failures_per_connection:
+                return refused
+            self.closing = True
+            return refused + R.bye("Too many failed authentications")
         account = reply["user"]
         if not self.conn.admit_user(account):  # the server closes after this BYE
             return R.bye("Too many connections for this user from your address", "LIMIT")

@@ -43,13 +43,16 @@ class Closed(Exception):
 class AuthClient:
     """Passwords are checked by mdad's auth process, the only reader of the users file."""
 
-    def __init__(self, client: ipc.Client) -> None:
+    def __init__(self, client: ipc.Client, failures_per_connection: int) -> None:
         self.client = client
+        self.failures_per_connection = failures_per_connection
 
-    async def check(self, user: str, password: str) -> str | None:
+    async def check(self, user: str, password: str, *, authzid: str = "",
+                    address: str = "") -> str | None:
         try:
             reply = await self.client.call("auth", idempotent=True, user=user,
-                                           password=password, service="pop3")
+                                           password=password, authzid=authzid,
+                                           address=address, service="pop3")
         except ipc.IPCError as e:
             raise AuthUnavailable(str(e)) from None
         return reply["user"] if reply.get("valid") else None
@@ -226,7 +229,8 @@ class POP3Server:
     def __init__(self, cfg: Config, context: ssl.SSLContext) -> None:
         self.cfg = cfg
         self.tls_context = context
-        self.auth = AuthClient(ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30))
+        self.auth = AuthClient(ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30),
+                               cfg.auth.failures_per_connection)
         self.servers: list[asyncio.Server] = []
         self.connections: dict[asyncio.Task, Connection] = {}
         self.stopping = False

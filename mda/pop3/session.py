@@ -35,7 +35,6 @@ AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
 # Mistakes before the connection is closed: a real client makes none, a
 # scanner or a confused script would otherwise hold the connection forever.
 MAX_BAD = 20
-MAX_AUTH_FAILURES = 3
 MECHANISMS = ("PLAIN",)
 # Clients fetch in order: after RETR n (or TOP n) the messages from n + 1 on
 # are read in the background, as many as fit in READ_AHEAD_MAX bytes (at most
@@ -61,8 +60,15 @@ class AuthUnavailable(Exception):
 
 
 class Authenticator(Protocol):
-    async def check(self, user: str, password: str) -> str | None:
-        """The account's canonical address, or None for a wrong user or password."""
+    """The auth process decides, delays and logs every refusal."""
+
+    # Wrong passwords on one connection before it is closed (auth.failures_per_connection).
+    failures_per_connection: int
+
+    async def check(self, user: str, password: str, *, authzid: str = "",
+                    address: str = "") -> str | None:
+        """The account's canonical address, or None for a wrong user or password
+        (or an authorization identity other than the user)."""
         ...
 
 
@@ -148,6 +154,7 @@ class Session:
         self.bad = 0
         self.auth_failures = 0
         self._ahead: Ahead | None = None
+        self.peer = peer
         self.log = log.get().bind(client=peer)
         self._handlers: dict[type, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
             P.Capa: ((AUTHORIZATION, TRANSACTION), self.capa),
@@ -278,27 +285,24 @@ class Session:
             authzid, user, password = sasl.parse_plain(blob)
         except sasl.SASLError as e:
             return self._mistake(err(str(e)))
-        if authzid and authzid.lower() != user.lower():
-            # Logging in as someone else (a master user) is not offered.
-            return await self._failed(user)
-        return await self._login(user, password)
+        return await self._login(user, password, authzid)
 
-    async def _failed(self, user: str) -> bytes:
+    def _failed(self) -> bytes:
         self.auth_failures += 1
-        self.log.info("login failed", user=user, service="pop3")
-        if self.auth_failures >= MAX_AUTH_FAILURES:
+        if self.auth_failures >= self.authenticator.failures_per_connection:
             self.closing = True
             return err("Authentication failed; too many failures, closing.", "AUTH")
         return err("Authentication failed.", "AUTH")
 
-    async def _login(self, user: str, password: str) -> bytes:
+    async def _login(self, user: str, password: str, authzid: str = "") -> bytes:
         try:
-            account = await self.authenticator.check(user, password)
+            account = await self.authenticator.check(user, password, authzid=authzid,
+                                                     address=self.peer)
         except AuthUnavailable as e:
             self.log.error("authentication lookup failed", error=str(e))
             return err("Temporary authentication failure, try again later.", "SYS/TEMP")
         if account is None:
-            return await self._failed(user)
+            return self._failed()
         if self.admit is not None and not self.admit(account):
             self.closing = True
             return err("Too many connections for this user from your address.", "SYS/TEMP")

@@ -153,10 +153,12 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 def install(tmp: Path) -> subprocess.CompletedProcess:
+    (tmp / "fail2ban").mkdir(exist_ok=True)  # as if fail2ban were installed
     r = subprocess.run(
         ["bash", str(DEPLOY / "install.sh"), "--prefix", str(tmp / "opt"),
          "--etc", str(tmp / "etc"), "--spool", str(tmp / "spool"), "--mail", str(tmp / "mail"),
-         "--systemd-dir", str(tmp / "units"), "--no-venv"],
+         "--systemd-dir", str(tmp / "units"), "--fail2ban-dir", str(tmp / "fail2ban"),
+         "--no-venv"],
         capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return r
@@ -176,6 +178,8 @@ EXPECTED = {
     "mail": ("vmail", "vmail", "0700"),
     "units/mta.service": ("root", "root", "0644"),
     "units/mda.service": ("root", "root", "0644"),
+    "fail2ban/filter.d/mailpair.conf": ("root", "root", "0644"),
+    "fail2ban/jail.d/mailpair.conf": ("root", "root", "0644"),
 }
 
 
@@ -208,6 +212,9 @@ def test_install_sh(tmp_path: Path) -> None:
         assert one(svc, "ExecStart") == (
             f"{tmp_path}/opt/venv/bin/{daemon} -c {tmp_path}/etc/mailpair.toml")
         assert one(svc, "ReadWritePaths").split() == [str(tmp_path / data), "/run/mailpair"]
+    for conf in ("filter.d/mailpair.conf", "jail.d/mailpair.conf"):
+        assert ((tmp_path / "fail2ban" / conf).read_text()
+                == (DEPLOY / "fail2ban" / conf).read_text())
 
     # What install.sh made passes mda-ctl check, but for what only the admin can add.
     r = subprocess.run([sys.executable, "-m", "mda.ctl", "-c",
@@ -221,10 +228,12 @@ def test_install_sh(tmp_path: Path) -> None:
     conf = tmp_path / "etc" / "mailpair.toml"
     conf.write_text(conf.read_text().replace("mail.example.org", "mx.mine.example") +
                     "# mine\n")
+    jail = tmp_path / "fail2ban" / "jail.d" / "mailpair.conf"
+    jail.write_text(jail.read_text().replace("maxretry = 10", "maxretry = 3"))
     before = snapshot(tmp_path)
     r = install(tmp_path)
     assert "nothing to change" in r.stdout, r.stdout
-    assert snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before  # the edited jail too
     assert conf.read_text().endswith("# mine\n")
     assert config.load(conf).hostname == "mx.mine.example"
 

@@ -146,3 +146,58 @@ def test_verification_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -
     assert ran_in and ran_in[0] != loop_thread
     # Dozens of milliseconds of argon2: a blocked loop would tick 0 times in them.
     assert during >= 10, f"the loop ticked {during} times during the verify"
+
+
+def test_any_password_bytes_simply_fail() -> None:
+    h = hash_password("pw", cheap=True)
+    # 0xFF is no UTF-8: as bytes it is a wrong password, not an error.
+    assert not check_password(h, b"\xff")
+    assert not check_password(h, b"pw\xff")
+    v = Verifier(ttl=60)
+    # The protocols carry client bytes as text with surrogateescape.
+    assert not asyncio.run(v.verify("a@example.test", h, "\udcff"))
+    assert not asyncio.run(v.verify("a@example.test", h, b"\xff\x00"))
+    u = hash_password("pässword", cheap=True)
+    assert asyncio.run(v.verify("a@example.test", u, "pässword".encode()))
+    assert asyncio.run(v.verify("b@example.test", u, "pässword"))
+
+
+def test_the_dummy_hash_has_the_production_cost() -> None:
+    d = passwords.dummy_hash()
+    assert d.startswith("$argon2id$") and "m=65536,t=3,p=4" in d
+    assert not check_password(d, "")
+    assert passwords.dummy_hash() != d
+
+
+def test_one_key_gets_at_most_half_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    lock = threading.Lock()
+    running = {"guesser": 0, "most": 0}
+
+    def slow_for_the_guesser(stored_hash: str, password: bytes) -> bool:
+        if password != b"guess":
+            return True
+        with lock:
+            running["guesser"] += 1
+            running["most"] = max(running["most"], running["guesser"])
+        release.wait(10)
+        with lock:
+            running["guesser"] -= 1
+        return False
+
+    monkeypatch.setattr(passwords, "check_password", slow_for_the_guesser)
+    v = Verifier(ttl=0, threads=4)
+
+    async def main() -> tuple[bool, int]:
+        guesses = [asyncio.ensure_future(v.verify("a@example.test", "h", b"guess", key="g"))
+                   for _ in range(50)]
+        await asyncio.sleep(0.1)
+        # Every guess is queued or hashing; another key's check still runs at once.
+        ok = await asyncio.wait_for(v.verify("a@example.test", "h", b"right", key="a"), 5)
+        release.set()
+        results = await asyncio.gather(*guesses)
+        return ok, sum(results)
+
+    ok, wrong_ok = asyncio.run(main())
+    assert ok and wrong_ok == 0
+    assert running["most"] == 2

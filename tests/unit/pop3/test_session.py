@@ -21,14 +21,21 @@ MESSAGES = {
 
 
 class FakeAuth:
+    failures_per_connection = 3
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.addresses: list[str] = []
         self.down = False
 
-    async def check(self, user: str, password: str) -> str | None:
+    async def check(self, user: str, password: str, *, authzid: str = "",
+                    address: str = "") -> str | None:
         self.calls.append((user, password))
+        self.addresses.append(address)
         if self.down:
             raise S.AuthUnavailable("auth process gone")
+        if authzid and authzid != user:
+            return None
         return USER if (user, password) == (USER, PASSWORD) else None
 
 
@@ -89,7 +96,7 @@ class Harness:
             return self.drop
 
         self.session = S.Session(self.auth, opener, secure=secure,
-                                 plaintext_anyway=plaintext_anyway)
+                                 plaintext_anyway=plaintext_anyway, peer="192.0.2.7")
         # One loop for the whole session, as in the server: reads ahead outlive a command.
         self.loop = asyncio.new_event_loop()
         LOOPS.append(self.loop)
@@ -129,6 +136,16 @@ def test_wrong_password_is_an_auth_error_and_the_third_closes() -> None:
         assert reply.startswith(b"-ERR [AUTH] Authentication failed")
         assert h.session.closing == (i == 2)
     assert h.opened == []
+    # The auth process is told who asks: it counts failures per address.
+    assert h.auth.addresses == ["192.0.2.7"] * 3
+
+
+def test_the_failure_limit_is_the_authenticators() -> None:
+    h = Harness()
+    h.auth.failures_per_connection = 1
+    assert h(b"USER " + USER.encode()) == b"+OK\r\n"
+    assert h(b"PASS wrong") == b"-ERR [AUTH] Authentication failed; too many failures, closing.\r\n"
+    assert h.session.closing
 
 
 def test_pass_without_user() -> None:
