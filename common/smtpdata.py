@@ -54,8 +54,13 @@ class MessageSink(Protocol):
     async def finish(self) -> str:
         """The end of the data: make the message ours, or not; the reply."""
 
+    async def drop(self, reason: str) -> None:
+        """The message is refused at the end of its data: it is gone before
+        the client hears the refusal."""
+
     def discard(self, reason: str) -> None:
-        """The message is not taken (refused, or the client went away)."""
+        """The message is not taken because the client went away (or a bug
+        ended the session): nothing waits for the clean-up."""
 
 
 class StreamingDataMixin:
@@ -156,7 +161,7 @@ class StreamingDataMixin:
         elif refused:
             problem = refused
         if problem:
-            sink.discard(problem)
+            await sink.drop(problem)
             return problem
         return await sink.finish()
 

@@ -127,7 +127,7 @@ class Incoming:
                 self._error = e
         if self._error is not None:
             self.log.error("spooling failed", error=str(self._error))
-            self.discard("spooling failed")
+            await self.drop("spooling failed")
             return storage_reply(self._error)
         try:
             self._committing = True
@@ -136,7 +136,7 @@ class Incoming:
         except ipc.IPCError as e:
             self.log.error("commit failed", error=str(e))
             self._committing = False
-            self.discard("commit failed")
+            await self.drop("commit failed")
             return "451 4.3.0 Queue unavailable, try again later"
         env = self.env
         self.log.info("accepted", sender=env.sender, size=env.size,
@@ -144,14 +144,27 @@ class Incoming:
                       listener=self.listener)
         return f"250 2.0.0 Ok: queued as {env.id}"
 
+    async def drop(self, reason: str) -> None:
+        """A refused message's file is gone before the client hears the refusal."""
+        if self._committing:
+            return  # the queue may have it: what it did not take, the cleaner removes
+        self._buf = bytearray()
+        self._log_not_taken(reason)
+        await asyncio.to_thread(self.file.discard)
+
+    def _log_not_taken(self, reason: str) -> None:
+        self.log.info("message not taken", reason=reason, client=self.env.client,
+                      listener=self.listener, **self._note)
+
     def discard(self, reason: str) -> None:
+        """For a transaction that ends without a reply (lost connection, a
+        refusal at the header): the file goes in a thread, not awaited."""
         self._buf = bytearray()
         if self._committing:
             # The queue may have the message already; what it did not take,
             # the cleaner of incoming/ removes.
             return
-        self.log.info("message not taken", reason=reason, client=self.env.client,
-                      listener=self.listener, **self._note)
+        self._log_not_taken(reason)
         # In a thread, after any write still running there (the file's lock).
         try:
             asyncio.get_running_loop().run_in_executor(None, self.file.discard)

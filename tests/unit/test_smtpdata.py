@@ -35,6 +35,9 @@ class Sink:
         self.handler.finished.append(bytes(self.data))
         return "250 2.0.0 stored"
 
+    async def drop(self, reason: str) -> None:
+        self.handler.discarded.append(reason)
+
     def discard(self, reason: str) -> None:
         self.handler.discarded.append(reason)
 
