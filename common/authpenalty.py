@@ -26,10 +26,11 @@ The rules, after Dovecot's auth_penalty:
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from common import clientaddr
 
 IPV6_PREFIX = 48
 # Distinct wrong (user, password) digests remembered per record.
@@ -38,15 +39,7 @@ REMEMBERED_ATTEMPTS = 4
 
 def client_key(address: str) -> str:
     """What failures from `address` are counted under: itself, or its IPv6 /48."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
-    return str(ip)
+    return clientaddr.client_key(address, IPV6_PREFIX)
 
 
 @dataclass

@@ -19,11 +19,11 @@ processes each keep their own counts, so the limits are per process.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from common import log
+from common import clientaddr, log
+from common.clientaddr import is_loopback
 from common.config import LimitsConfig
 from common.logthrottle import Throttle
 
@@ -41,25 +41,7 @@ class Refused(Exception):
 
 def client_key(address: str) -> str:
     """What one client is counted by: its IPv4 address or its IPv6 /84."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return str(ip)
-
-
-def is_loopback(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return clientaddr.client_key(address, IPV6_PREFIX)
 
 
 @dataclass

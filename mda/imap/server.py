@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import ssl
 
 from common import child, connections, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
+from common.clientaddr import is_loopback
 from common.config import Config
 from mda.imap import response as R
 from mda.imap.commands import Authenticate, Command, Idle, Logout, StartTLS
@@ -73,10 +73,7 @@ class Connection:
 
     @property
     def loopback(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.peer).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.peer)
 
     @property
     def plaintext_ok(self) -> bool:

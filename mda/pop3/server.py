@@ -7,11 +7,11 @@ exchange of AUTH, QUIT). What each command means is the session's.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 
 from common import child, connections, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
+from common.clientaddr import is_loopback
 from common.config import Config
 from common.tlsstream import Stream
 from mda.pop3 import parser as P
@@ -56,13 +56,6 @@ class AuthClient:
         except ipc.IPCError as e:
             raise AuthUnavailable(str(e)) from None
         return reply["user"] if reply.get("valid") else None
-
-
-def is_loopback(peer: str) -> bool:
-    try:
-        return ipaddress.ip_address(peer).is_loopback
-    except ValueError:
-        return False
 
 
 class Connection:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.connlimits import PER_CLIENT, TOTAL, Counter, Refused, client_key, is_loopback
+from common.clientaddr import is_loopback
+from common.connlimits import PER_CLIENT, TOTAL, Counter, Refused, client_key
 from common.logthrottle import Throttle
 from common.smtpguard import CommandCounter
 
