@@ -49,6 +49,12 @@ class Role:
     tls: bool = False
 
 
+# Connections the kernel queues for a listener before accept(). The children
+# serve the inherited sockets with asyncio, whose create_server(sock=...)
+# calls listen() again with its own default of 100: they pass this.
+LISTEN_BACKLOG = 512
+
+
 def bind_tcp(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -56,7 +62,7 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.bind((host, port))
-    sock.listen(512)
+    sock.listen(LISTEN_BACKLOG)
     return sock
 
 

@@ -18,6 +18,7 @@ from common.child import ChildContext
 from common.config import Config
 from common.smtpguard import Guard, GuardedSMTP
 from common.smtpserver import Sessions
+from common.supervisor import LISTEN_BACKLOG
 from mta.queue import spool
 from mta.smtp_session import MX, SUBMISSION, SUBMISSIONS, Handler, SubmissionHandler
 
@@ -99,7 +100,8 @@ async def main(ctx: ChildContext) -> None:
             sock.setblocking(False)
             descriptors.answer_when_out(sock, None if kind == SUBMISSIONS else NO_DESCRIPTORS)
             sessions.add_server(await loop.create_server(
-                make, sock=sock, ssl=context if kind == SUBMISSIONS else None))
+                make, sock=sock, ssl=context if kind == SUBMISSIONS else None,
+                backlog=LISTEN_BACKLOG))
             count += 1
     log.get().info("ready", listeners=count)
     await ctx.stopping.wait()

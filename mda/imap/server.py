@@ -14,6 +14,7 @@ from common import child, connections, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
 from common.clientaddr import is_loopback
 from common.config import Config
+from common.supervisor import LISTEN_BACKLOG
 from mda.imap import response as R
 from mda.imap.commands import Authenticate, Command, Idle, Logout, StartTLS
 from mda.imap.events import (
@@ -319,7 +320,8 @@ class IMAPServer:
             descriptors.answer_when_out(sock, None if secure else NO_DESCRIPTORS)
             self.servers.append(await asyncio.start_server(
                 lambda r, w, s=secure: self._serve(r, w, s), sock=sock,
-                ssl=self.tls_context if secure else None, limit=1 << 20))
+                ssl=self.tls_context if secure else None, limit=1 << 20,
+                backlog=LISTEN_BACKLOG))
 
     async def _serve(self, reader, writer, secure: bool) -> None:
         task = asyncio.current_task()

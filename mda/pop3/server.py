@@ -13,6 +13,7 @@ from common import child, connections, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
 from common.clientaddr import is_loopback
 from common.config import Config
+from common.supervisor import LISTEN_BACKLOG
 from common.tlsstream import Stream
 from mda.pop3 import parser as P
 from mda.pop3.maildrop import Maildrop
@@ -243,7 +244,8 @@ class POP3Server:
             self.servers.append(await loop.create_server(
                 lambda: Stream(self._accept), sock=sock,
                 ssl=self.tls_context if secure else None,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None))
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None,
+                backlog=LISTEN_BACKLOG))
 
     def _accept(self, stream: Stream) -> None:
         try:

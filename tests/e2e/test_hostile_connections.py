@@ -352,3 +352,23 @@ def test_units_raise_the_descriptor_limit() -> None:
         lines = (root / unit).read_text().splitlines()
         values = [v.partition("=")[2] for v in lines if v.startswith("LimitNOFILE=")]
         assert values and int(values[0]) >= 3 * 1000 + 1024, unit
+
+
+def test_listeners_keep_the_parents_backlog(stack: Stack) -> None:
+    """A burst of connections (a guesser's, a flood's) waits in the kernel's
+    queue instead of being dropped: the children serve the parent's sockets
+    without shrinking the queue to asyncio's default of 100."""
+    import shutil
+    import subprocess
+
+    from common.supervisor import LISTEN_BACKLOG
+
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is not installed")
+    for listener in ("smtp", "submission", "imap", "imaps", "pop3", "pop3s"):
+        port = stack.port(listener)
+        out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True,
+                             text=True, check=True).stdout.split()
+        # LISTEN, Recv-Q, Send-Q (the backlog of a listening socket), ...
+        assert out[0] == "LISTEN" and int(out[2]) == LISTEN_BACKLOG, (listener, out)
