@@ -55,7 +55,6 @@ class Incoming:
     def __init__(self, root: Path, env: Envelope, queue: ipc.Client, *, rcpts: list[str],
                  hop_limit: int, complete_for: str | None, listener: str) -> None:
         """`complete_for`: our hostname, on submission, for the fields it adds."""
-        self.root = root
         self.env = env
         self.rcpts = rcpts
         self.queue = queue
