@@ -143,8 +143,14 @@ class MTAConfig:
     submission: list[str] = field(default_factory=lambda: ["0.0.0.0:587"])
     # Implicit TLS submission (RFC 8314); an empty list switches it off.
     submissions: list[str] = field(default_factory=lambda: ["0.0.0.0:465"])
+    # smtp runs as user/group; the spool belongs to the queue's user, and the
+    # relay, which carries mail out and into the MDA's LMTP socket, has its own.
     user: str = "mailpair"
     group: str = "mailpair"
+    queue_user: str = "mailpair-queue"
+    queue_group: str = "mailpair-queue"
+    relay_user: str = "mailpair-relay"
+    relay_group: str = "mailpair-relay"
     max_message_size: Size = Size(36 * 1024 * 1024)
     max_recipients: int = 1000
     # Seconds between delivery attempts; the last step repeats until expiry.
@@ -179,7 +185,11 @@ class MTAConfig:
 class MDAConfig:
     user: str = "vmail"
     group: str = "vmail"
-    # Members of this group may hand mail over on the LMTP socket: the MTA's.
+    # The IMAP and POP3 login processes speak everything before authentication
+    # as this user, who has no access to any mail (Dovecot's dovenull).
+    login_user: str = "mailpair-login"
+    login_group: str = "mailpair-login"
+    # Members of this group may hand mail over on the LMTP socket: the MTA's relay.
     lmtp_group: str = "mailpair"
     # Maildir++ folders every new mailbox gets, with their SPECIAL-USE flag.
     folders: list[str] = field(

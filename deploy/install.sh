@@ -32,8 +32,11 @@ DO_VENV=1
 FAIL2BAN_DIR=/etc/fail2ban
 DO_FAIL2BAN=1
 
-MTA_USER=mailpair      # mtad's smtp, queue and relay
+MTA_USER=mailpair      # mtad's smtp (the Internet-facing process)
+QUEUE_USER=mailpair-queue  # mtad's queue: owns the spool
+RELAY_USER=mailpair-relay  # mtad's relay: SMTP out, the only client of the LMTP socket
 MDA_USER=vmail         # mdad's lmtp (imap, pop3)
+LOGIN_USER=mailpair-login  # mdad's IMAP and POP3 login processes: no access to any mail
 AUTH_USER=mailpair-auth  # mtad's lookup and mdad's auth: the only readers of users/aliases
 
 usage() {
@@ -168,7 +171,10 @@ rewrite_paths() {  # TEXT
 echo "mailpair: installing from $REPO"
 
 ensure_user "$MTA_USER"
+ensure_user "$QUEUE_USER"
+ensure_user "$RELAY_USER"
 ensure_user "$MDA_USER"
+ensure_user "$LOGIN_USER"
 ensure_user "$AUTH_USER"
 
 ensure_dir "$PREFIX" root root 0755

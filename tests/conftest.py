@@ -268,7 +268,8 @@ class Stack:
         return s
 
 
-SYSTEM_USERS = ("mailpair", "vmail", "mailpair-auth")
+SYSTEM_USERS = ("mailpair", "mailpair-queue", "mailpair-relay", "vmail", "mailpair-login",
+                "mailpair-auth")
 
 
 @pytest.fixture(scope="session")
