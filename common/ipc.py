@@ -4,7 +4,9 @@ A frame is a 4-byte big-endian length and a JSON object. A request is
 `{"seq": n, "op": name, "args": {...}}`; its answer is `{"seq": n, "ok":
 true, "result": {...}}` or `{"seq": n, "ok": false, "error": "..."}`.
 Requests on one connection are served concurrently and answered as they
-finish.
+finish. A frame may carry open descriptors (`"fds": n`, sent beside its
+bytes, common/unixchan.py): that is how one process hands another a file
+it may write or read without any right to the directory it lives in.
 
 The listening sockets are bound by the parent and handed to the serving
 child by descriptor, so a client that connects while that child restarts
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from common import log, privileges
+from common.unixchan import Channel, ChannelError
 
 MAX_FRAME = 64 * 1024 * 1024
 _HEADER = struct.Struct(">I")
@@ -91,75 +95,134 @@ def bind_unix(path: Path, mode: int = 0o660, uid: int | None = None,
     return sock
 
 
+class WithFds:
+    """A handler's result together with descriptors to send with it; the
+    server closes them once sent (they pass to the caller)."""
+
+    def __init__(self, result: dict[str, Any], fds: list[int]) -> None:
+        self.result = result
+        self.fds = fds
+
+
+def takes_fds(handler: Callable[[dict[str, Any], list[int]], Awaitable[Any]]) -> Handler:
+    """Mark a handler that wants the descriptors sent with its request: it is
+    called as handler(args, fds) and owns them (closes what it keeps no use for)."""
+    handler._takes_fds = True  # type: ignore[attr-defined]
+    return handler  # type: ignore[return-value]
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 class Server:
     """Answers requests arriving on a listening socket with the named handlers."""
 
     def __init__(self, handlers: dict[str, Handler]) -> None:
         self.handlers = handlers
         self.inflight: set[asyncio.Task] = set()
-        self.writers: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
+        self.channels: set[Channel] = set()
+        self._accepting: asyncio.Task | None = None
+        self._readers: set[asyncio.Task] = set()
+        self._sock: socket.socket | None = None
+        self._paused = asyncio.Event()
         self.log = log.get()
 
     async def start(self, sock: socket.socket) -> Server:
         sock.setblocking(False)
-        self._server = await asyncio.start_unix_server(self._on_client, sock=sock)
+        self._sock = sock
+        self._accepting = asyncio.create_task(self._accept_loop(sock))
         return self
 
-    async def _run_one(self, msg: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as e:
+                # EMFILE and the like: the peer waits in the backlog meanwhile.
+                self.log.warning("ipc accept failed", error=str(e))
+                await asyncio.sleep(0.1)
+                continue
+            t = asyncio.create_task(self._on_client(Channel(conn)))
+            self._readers.add(t)
+            t.add_done_callback(self._readers.discard)
+
+    async def _run_one(self, msg: dict[str, Any], fds: list[int], chan: Channel) -> None:
         handler = self.handlers.get(str(msg.get("op")))
         args = msg.get("args")
         reply: dict[str, Any]
+        out_fds: list[int] = []
         if handler is None or not isinstance(args, dict):
+            _close_all(fds)
             reply = {"ok": False, "error": f"bad request for op {msg.get('op')!r}"}
         else:
             try:
-                reply = {"ok": True, "result": await handler(args)}
+                if getattr(handler, "_takes_fds", False):
+                    result = await handler(args, fds)  # type: ignore[call-arg]
+                else:
+                    _close_all(fds)
+                    result = await handler(args)
+                if isinstance(result, WithFds):
+                    result, out_fds = result.result, result.fds
+                reply = {"ok": True, "result": result}
             except Exception as e:  # a failing request must not take the server down
                 self.log.exception("ipc request failed", op=msg.get("op"))
                 reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
         reply["seq"] = msg.get("seq")
-        if not writer.is_closing():
-            writer.write(encode(reply))
-
-    async def _on_client(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        decoder = FrameDecoder()
-        self.writers.add(writer)
+        if out_fds:
+            reply["fds"] = len(out_fds)
         try:
-            while data := await reader.read(65536):
+            if not chan.closed:
+                await chan.send(encode(reply), out_fds)
+        except (OSError, IPCError) as e:
+            self.log.warning("ipc answer not sent", op=msg.get("op"), error=str(e))
+        finally:
+            _close_all(out_fds)
+
+    async def _on_client(self, chan: Channel) -> None:
+        decoder = FrameDecoder()
+        self.channels.add(chan)
+        try:
+            while not self._paused.is_set() and (data := await chan.recv()):
                 for msg in decoder.feed(data):
-                    t = asyncio.create_task(self._run_one(msg, writer))
+                    fds = chan.take_fds(int(msg.pop("fds", 0) or 0))
+                    t = asyncio.create_task(self._run_one(msg, fds, chan))
                     self.inflight.add(t)
                     t.add_done_callback(self.inflight.discard)
-                await writer.drain()
-        except (IPCError, ConnectionError) as e:
+        except (IPCError, OSError, ValueError) as e:
             self.log.warning("ipc connection dropped", error=str(e))
         except asyncio.CancelledError:
             pass  # the process is ending
         finally:
-            self.writers.discard(writer)
-            writer.close()
+            self.channels.discard(chan)
+            if not self._paused.is_set():
+                chan.close()
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
 
     async def wait_closed(self) -> None:
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._accepting is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accepting
 
     async def drain(self, grace: float = 10.0) -> None:
         """Stop for good without losing an answer: no new connection, no new
         request read; what is being served is answered, then connections close
         (a client then reconnects, to the process that replaced this one)."""
         self.close()
-        for w in self.writers:
-            w.transport.pause_reading()
+        self._paused.set()
+        channels = list(self.channels)
+        for t in list(self._readers):
+            t.cancel()
         if self.inflight:
             await asyncio.wait(self.inflight, timeout=grace)
-        for w in list(self.writers):
-            w.close()
+        for chan in channels:
+            chan.close()
 
 
 async def serve(sock: socket.socket, handlers: dict[str, Handler]) -> Server:
@@ -172,40 +235,41 @@ class Client:
     def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
         self.path = str(path)
         self.timeout = timeout
-        self._writer: asyncio.StreamWriter | None = None
+        self._chan: Channel | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
         self._reader_task: asyncio.Task | None = None
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    async def _connect(self) -> Channel:
         async with self._lock:
-            if self._writer is not None and not self._writer.is_closing():
-                return self._writer
+            if self._chan is not None and not self._chan.closed:
+                return self._chan
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_unix_connection(self.path), self.timeout
-                )
+                chan = await asyncio.wait_for(Channel.connect(self.path), self.timeout)
             except (OSError, TimeoutError) as e:
                 raise IPCError(f"cannot reach {self.path}: {e}") from None
-            self._writer = writer
-            self._reader_task = asyncio.create_task(self._read_loop(reader, writer))
-            return writer
+            self._chan = chan
+            self._reader_task = asyncio.create_task(self._read_loop(chan))
+            return chan
 
-    async def _read_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    async def _read_loop(self, chan: Channel) -> None:
         decoder = FrameDecoder()
         try:
-            while data := await reader.read(65536):
+            while data := await chan.recv():
                 for msg in decoder.feed(data):
+                    fds = chan.take_fds(int(msg.pop("fds", 0) or 0))
                     fut = self._pending.pop(msg.get("seq"), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-        except (IPCError, ConnectionError):
+                    if fut is None or fut.done():
+                        _close_all(fds)  # an answer no one waits for any more
+                    else:
+                        fut.set_result((msg, fds))
+        except (IPCError, OSError, ValueError):
             pass
         finally:
-            writer.close()
-            if self._writer is writer:
-                self._writer = None
+            chan.close()
+            if self._chan is chan:
+                self._chan = None
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(_Closed(f"{self.path} closed the connection"))
@@ -218,35 +282,48 @@ class Client:
         An idempotent request whose connection closed before its answer (the
         peer was replaced by a reload) is sent once more on a new connection.
         """
+        result, fds = await self.call_fds(op, timeout=timeout, idempotent=idempotent, **args)
+        _close_all(fds)
+        return result
+
+    async def call_fds(self, op: str, fds: list[int] | tuple[int, ...] = (),
+                       timeout: float | None = None, idempotent: bool = False,
+                       **args: Any) -> tuple[dict[str, Any], list[int]]:
+        """call(), sending fds with the request (the caller keeps them) and
+        returning the descriptors that came with the answer (the caller's to close)."""
         try:
-            return await self._call(op, timeout, args)
+            return await self._call(op, timeout, args, fds)
         except _Closed:
             if not idempotent:
                 raise
-            return await self._call(op, timeout, args)
+            return await self._call(op, timeout, args, fds)
 
-    async def _call(self, op: str, timeout: float | None, args: dict[str, Any]) -> dict[str, Any]:
-        writer = await self._connect()
+    async def _call(self, op: str, timeout: float | None, args: dict[str, Any],
+                    fds: list[int] | tuple[int, ...]) -> tuple[dict[str, Any], list[int]]:
+        chan = await self._connect()
         seq = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
-        writer.write(encode({"seq": seq, "op": op, "args": args}))
+        frame: dict[str, Any] = {"seq": seq, "op": op, "args": args}
+        if fds:
+            frame["fds"] = len(fds)
         try:
-            await writer.drain()
-            reply = await asyncio.wait_for(fut, timeout or self.timeout)
-        except ConnectionError as e:
+            await chan.send(encode(frame), fds)
+            reply, got = await asyncio.wait_for(fut, timeout or self.timeout)
+        except (ConnectionError, ChannelError) as e:
             self._pending.pop(seq, None)
             raise _Closed(f"{op} to {self.path}: {e}") from None
         except TimeoutError:
             self._pending.pop(seq, None)
             raise IPCError(f"{op} to {self.path}: timed out") from None
         if not reply.get("ok"):
+            _close_all(got)
             raise IPCError(f"{op} to {self.path} failed: {reply.get('error')}")
-        return reply.get("result") or {}
+        return reply.get("result") or {}, got
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        if self._chan is not None:
+            self._chan.close()
         if self._reader_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader_task

@@ -232,3 +232,54 @@ def test_drain_answers_what_is_in_flight_and_idempotent_calls_move_to_the_new_se
         assert asyncio.run(scenario()) == ["old", "new"]
     finally:
         path.unlink(missing_ok=True)
+
+
+async def _descriptors(sock_path: Path, tmp_path: Path) -> None:
+    target = tmp_path / "handed.txt"
+
+    async def open_for_writing(args: dict[str, Any]) -> ipc.WithFds:
+        # Like the queue: the file is made here, the caller only gets the descriptor.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return ipc.WithFds({"name": target.name}, [fd])
+
+    @ipc.takes_fds
+    async def read_given(args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        # Like the relay: it reads what it is handed, by descriptor.
+        (fd,) = fds
+        try:  # at offset 0: every copy of the descriptor shares one file position
+            return {"text": os.pread(fd, 1000, 0).decode(), "tag": args["tag"]}
+        finally:
+            os.close(fd)
+
+    server = await ipc.serve(ipc.bind_unix(sock_path),
+                             {"open": open_for_writing, "read": read_given})
+    client = ipc.Client(sock_path, timeout=5)
+    try:
+        result, fds = await client.call_fds("open")
+        assert result == {"name": "handed.txt"} and len(fds) == 1
+        os.write(fds[0], b"written through the descriptor")
+        os.close(fds[0])
+        fd = os.open(target, os.O_RDONLY)
+        try:
+            # Many at once, each with its own descriptor, interleaved with plain calls.
+            replies = await asyncio.gather(*(client.call_fds("read", fds=[fd], tag=i)
+                                             for i in range(20)))
+        finally:
+            os.close(fd)
+        for i, (r, got) in enumerate(replies):
+            assert got == [] and r == {"text": "written through the descriptor", "tag": i}
+        # A plain handler's unwanted descriptors are closed on its side, not leaked.
+        before = len(os.listdir("/proc/self/fd"))
+        fd = os.open(target, os.O_RDONLY)
+        with pytest.raises(IPCError, match="bad request"):
+            await client.call_fds("nope", fds=[fd])
+        os.close(fd)
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_descriptors_go_both_ways_with_their_frames(tmp_path: Path) -> None:
+    asyncio.run(_descriptors(tmp_path / "t.sock", tmp_path))
