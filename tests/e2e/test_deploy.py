@@ -66,6 +66,7 @@ def test_unit_matches_the_privilege_model(unit: str) -> None:
     assert one(svc, "KillMode") == "mixed"
     assert one(svc, "TimeoutStopSec") == "60"  # sessions get ~30 s to finish
     assert one(svc, "Restart") == "on-failure"
+    assert one(svc, "RestartPreventExitStatus") == "78"  # EXIT_CANNOT_START, EX_CONFIG
     assert (one(svc, "RuntimeDirectory"), one(svc, "RuntimeDirectoryMode"),
             one(svc, "RuntimeDirectoryPreserve")) == ("mailpair", "0755", "yes")
     assert one(svc, "UMask") == "0027"
