@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from common import config, descriptors, log
+from common import config, descriptors, log, readiness
 from common.config import Config
 
 _PR_SET_PDEATHSIG = 1
@@ -57,8 +57,9 @@ def run(daemon: str, role: str, main: Callable[[ChildContext], Awaitable[None]])
         cfg = config.load(args.config)
     except config.ConfigError as e:
         print(f"{daemon} {role}: {e}", file=sys.stderr)
-        sys.exit(78)  # EX_CONFIG: the supervisor logs it and backs off
+        sys.exit(78)  # EX_CONFIG: the supervisor counts a start that failed
     log.setup(cfg.log.format, cfg.log.level, daemon=daemon, role=role)
+    readiness.notify_parent_when_ready()
     descriptors.raise_nofile_limit()
     sockets: dict[str, list[socket.socket]] = {}
     tls_pem = None

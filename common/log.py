@@ -10,10 +10,29 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import structlog
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+# Called once, the first time this process logs an info event of that name,
+# whatever log.level lets through: a child's "ready" line is also its notice
+# to the parent that it has started (common/readiness.py).
+_hooks: dict[str, Callable[[], None]] = {}
+
+
+def on_event(event: str, callback: Callable[[], None]) -> None:
+    _hooks[event] = callback
+
+
+def _with_hooks(base: type) -> type:
+    class HookedLogger(base):
+        def info(self, event: str | None = None, *args, **kw):
+            if _hooks and event in _hooks:
+                _hooks.pop(event)()
+            return base.info(self, event, *args, **kw)
+    return HookedLogger
 
 
 def setup(fmt: str = "console", level: str = "info", **bind: str) -> None:
@@ -30,7 +49,7 @@ def setup(fmt: str = "console", level: str = "info", **bind: str) -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
+        wrapper_class=_with_hooks(structlog.make_filtering_bound_logger(_LEVELS.get(level, 20))),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

@@ -2,14 +2,25 @@
 
 A daemon is described by a table of roles. Each role is started as a fresh
 interpreter (`python -m <module>`) that receives its listening sockets by
-descriptor and runs as the role's user, with no supplementary groups; a
-child that dies is started again after a back-off that grows while it keeps
-dying. The parent parses no network input.
+descriptor and runs as the role's user, with no supplementary groups. The
+parent parses no network input.
+
+A child has started once it says it is ready (common/readiness.py: it logs
+`ready` when it serves), or once it has lived HEALTHY_AFTER. A child that
+started and then dies is started again after a back-off that grows while it
+keeps dying, for as long as it takes. One that cannot start (its spawn fails,
+say the interpreter is not executable for its user, or it exits before it is
+ready, as on a configuration only the child refuses) is tried
+MAX_FAILED_STARTS times with the same back-off; then the daemon stops, with
+one error line naming the child and the reason, and exits EXIT_CANNOT_START
+so that systemd shows it failed instead of restarting it.
 
 SIGHUP re-reads the configuration and the certificate, then replaces each
 child by a new one: the new child starts on the same listening sockets
 before the old one is told to stop, and the old one finishes its sessions,
-so no connection is refused or cut.
+so no connection is refused or cut. A new child that cannot be spawned
+leaves the old one serving; one that is spawned but exits before it is
+ready counts as a failed start, as above.
 """
 
 from __future__ import annotations
@@ -28,11 +39,18 @@ from pathlib import Path
 
 from common import log, privileges
 from common.config import Config
+from common.readiness import ReadyPipe
 
 # A child that stayed up this long is healthy again: its back-off starts over.
+# It has also started, whether or not it said so.
 HEALTHY_AFTER = 30.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+# Starts in a row that fail before the daemon gives up: 0.5 + 1 + 2 + 4 s apart.
+MAX_FAILED_STARTS = 5
+# EX_CONFIG, as for a configuration the parent refuses: the set-up must change
+# before a restart can help (the units' RestartPreventExitStatus).
+EXIT_CANNOT_START = 78
 # How long children get to finish their sessions on SIGTERM.
 STOP_GRACE = 50.0
 
@@ -66,6 +84,29 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass
+class Spawned:
+    proc: asyncio.subprocess.Process
+    ready: asyncio.Future[bool]  # see ReadyPipe.started
+
+    async def was_ready(self) -> bool:
+        """After the process ended: whether it had said it was ready."""
+        try:  # its end of the pipe closed with it, so the answer is due
+            return await asyncio.wait_for(asyncio.shield(self.ready), 5.0)
+        except TimeoutError:
+            return False
+
+
+def exit_reason(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    if code == 78:
+        return "exited with 78 (its configuration was refused)"
+    return f"exited with {code}"
+
+
 def pem_fd(pem: bytes) -> int:
     """An anonymous file holding the key and certificate, for one child to read."""
     fd = os.memfd_create("mailpair-tls", os.MFD_CLOEXEC)
@@ -84,6 +125,7 @@ class Supervisor:
         self.tls_pem = tls_pem
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.retired: set[int] = set()
+        self.failed: str | None = None  # the role that could not start
         self.watchers: set[asyncio.Task] = set()
         self.listeners: dict[str, list[tuple[str, int]]] = {}
         self.stopping = asyncio.Event()
@@ -98,50 +140,70 @@ class Supervisor:
                                    "children": children}))
         tmp.replace(path)
 
-    async def _spawn(self, role: Role) -> asyncio.subprocess.Process:
+    async def _spawn(self, role: Role) -> Spawned:
         args = [sys.executable, "-m", role.module, "--config", self.cfg.source]
         fds = []
         for name, socks in role.sockets.items():
             for s in socks:
                 fds.append(s.fileno())
                 args += ["--fd", f"{name}={s.fileno()}"]
-        tls_fd = None
-        if role.tls:
-            tls_fd = pem_fd(self.tls_pem)
-            fds.append(tls_fd)
-            args += ["--fd", f"tls={tls_fd}"]
         creds = privileges.resolve(*role.creds(self.cfg)) if role.creds else None
-        env = dict(os.environ, MAILPAIR_PARENT=str(os.getpid()))
+        pipe = ReadyPipe()
+        tls_fd = None
         try:
+            if role.tls:
+                tls_fd = pem_fd(self.tls_pem)
+                fds.append(tls_fd)
+                args += ["--fd", f"tls={tls_fd}"]
+            env = dict(os.environ, MAILPAIR_PARENT=str(os.getpid()), **pipe.env)
             proc = await asyncio.create_subprocess_exec(
-                *args, pass_fds=fds, env=env, **privileges.spawn_kwargs(creds))
+                *args, pass_fds=[*fds, pipe.fd], env=env, **privileges.spawn_kwargs(creds))
+        except BaseException:
+            pipe.close()
+            raise
         finally:
             if tls_fd is not None:
                 os.close(tls_fd)
         self.log.info("child started", child=role.name, child_pid=proc.pid,
                       user=creds.user if creds else None)
-        return proc
+        return Spawned(proc, pipe.started())
 
-    async def _watch(self, role: Role, first: asyncio.subprocess.Process | None = None) -> None:
+    async def _watch(self, role: Role, first: Spawned | None = None) -> None:
         backoff = BACKOFF_FIRST
+        failed = 0  # starts in a row that came to nothing
         while not self.stopping.is_set():
             started = time.monotonic()
-            proc, first = first, None
-            if proc is None:
+            child, first = first, None
+            reason = None
+            if child is None:
                 try:
-                    proc = await self._spawn(role)
+                    child = await self._spawn(role)
                 except (OSError, privileges.PrivilegeError) as e:
-                    self.log.error("cannot start child", child=role.name, error=str(e))
-            if proc is not None:
-                self.procs[role.name] = proc
+                    reason = f"cannot start it: {e}"
+            if child is not None:
+                self.procs[role.name] = child.proc
                 self.write_state()
-                code = await proc.wait()
-                if self.stopping.is_set() or proc.pid in self.retired:
-                    self.retired.discard(proc.pid)
+                code = await child.proc.wait()
+                if self.stopping.is_set() or child.proc.pid in self.retired:
+                    self.retired.discard(child.proc.pid)
                     return
-                self.log.error("child died, restarting", child=role.name, exit_code=code,
-                               lived_s=round(time.monotonic() - started, 2),
-                               restart_in_s=backoff)
+                lived = time.monotonic() - started
+                if await child.was_ready() or lived > HEALTHY_AFTER:
+                    failed = 0
+                    self.log.error("child died, restarting", child=role.name, exit_code=code,
+                                   lived_s=round(lived, 2), restart_in_s=backoff)
+                else:
+                    reason = f"{exit_reason(code)} before it was ready"
+            if reason is not None:
+                failed += 1
+                if failed >= MAX_FAILED_STARTS:
+                    self.log.error("child cannot start, stopping the daemon", child=role.name,
+                                   reason=reason, attempts=failed)
+                    self.failed = role.name
+                    self.stopping.set()
+                    return
+                self.log.warning("child did not start, trying again", child=role.name,
+                                 reason=reason, attempt=failed, restart_in_s=backoff)
             if time.monotonic() - started > HEALTHY_AFTER:
                 backoff = BACKOFF_FIRST
             with contextlib.suppress(TimeoutError):
@@ -177,6 +239,8 @@ class Supervisor:
             self._start_watcher(role, new)
             # The new child holds the same listening sockets: the old one may
             # stop accepting now and serve the sessions it has to their end.
+            # Not only once the new one is ready: a role that runs once at a
+            # time (mtad's queue, holding the spool's lock) waits for the old.
             if old is not None and old.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     old.send_signal(signal.SIGUSR1)
@@ -224,6 +288,9 @@ class Supervisor:
         await asyncio.gather(*self.watchers, return_exceptions=True)
         with contextlib.suppress(FileNotFoundError):
             (self.cfg.paths.run / f"{self.daemon}.json").unlink()
+        if self.failed is not None:
+            self.log.info("stopped: a child could not start", child=self.failed)
+            return EXIT_CANNOT_START
         self.log.info("stopped")
         return 0
 

@@ -9,7 +9,9 @@
 # It creates the system users, the directories with their owners and modes,
 # the virtual environment with mtad, mdad, mta-ctl and mda-ctl, a starting
 # configuration, empty users and aliases files, the two systemd units and,
-# where fail2ban is installed, its filter and jail for mailpair.
+# where fail2ban is installed, its filter and jail for mailpair. The venv is built
+# on /usr/bin/python3 (PYTHON=/path/to/python3 for another), which the children's
+# system users must be able to run: an interpreter under root's home is refused.
 set -euo pipefail
 umask 022  # the venv and the configuration must be readable by the children's users
 shopt -u patsub_replacement 2>/dev/null || true  # '&' in a path stays an '&'
@@ -40,7 +42,7 @@ LOGIN_USER=mailpair-login  # mdad's IMAP and POP3 login processes: no access to 
 AUTH_USER=mailpair-auth  # mtad's lookup and mdad's auth: the only readers of users/aliases
 
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -170,6 +172,63 @@ rewrite_paths() {  # TEXT
 
 echo "mailpair: installing from $REPO"
 
+# -- the interpreter --------------------------------------------------------------
+
+# Started as root, the daemons run their children as system users, who must be
+# able to run the venv's interpreter: a python3 under root's home (pyenv) is
+# not. The system's is preferred, as the Makefile does; PYTHON= chooses another.
+NOBODY=65534  # a user of no group, as the children's users are for this purpose
+
+# Whether a user of no group can run the interpreter PATH. Through sh: setpriv
+# keeps root's capabilities up to its own execve, which would let it pass
+# directories that the children could not.
+runs_unprivileged() {  # PATH
+    setpriv --reuid="$NOBODY" --regid="$NOBODY" --clear-groups -- \
+        /bin/sh -c 'exec "$0" -c "import sys"' "$1" >/dev/null 2>&1
+}
+
+# " /dir is mode 700" for the first directory on PATH's way (and its
+# target's) that others may not search; empty when none is to blame.
+blocked_at() {  # PATH
+    local path dir
+    for path in "$1" "$(realpath -m -- "$1")"; do
+        dir=${path%/*}
+        while [[ -n $dir ]]; do
+            if [[ -d $dir ]] && (( 8#$(stat -L -c '%a' -- "$dir") % 2 == 0 )); then
+                echo " $dir is mode $(stat -L -c '%a' -- "$dir") (owner $(stat -L -c '%U' -- "$dir"))"
+                return
+            fi
+            dir=${dir%/*}
+        done
+    done
+}
+
+if [[ $DO_VENV -eq 1 ]]; then
+    command -v setpriv >/dev/null || die "setpriv not found: apt-get install util-linux"
+    if [[ -n ${PYTHON:-} ]]; then
+        PY=$PYTHON
+        PY_FROM="PYTHON=$PYTHON"
+    elif [[ -x /usr/bin/python3 ]]; then
+        PY=/usr/bin/python3
+        PY_FROM="the system's python3"
+    else
+        PY=python3
+        PY_FROM="python3 on PATH"
+    fi
+    command -v "$PY" >/dev/null || die "$PY not found: apt-get install python3 python3-venv"
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$PY is older than 3.11"
+    # What the venv will link to: a pyenv shim or a venv's python stand for another.
+    PY_BASE=$("$PY" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')
+    if ! runs_unprivileged "$PY_BASE"; then
+        die "$PY_BASE ($PY_FROM) cannot be run by the system users that mtad's and mdad's children run as:$(blocked_at "$PY_BASE")
+  A venv built on it would leave the daemons unable to start their children.
+  Install the system's interpreter (apt-get install python3 python3-venv), or give one
+  that every user may run: PYTHON=/usr/local/bin/python3.12 bash deploy/install.sh"
+    fi
+    echo "  interpreter: $PY_BASE ($PY_FROM)"
+fi
+
 ensure_user "$MTA_USER"
 ensure_user "$QUEUE_USER"
 ensure_user "$RELAY_USER"
@@ -209,14 +268,18 @@ put_file "$PREFIX/README.md" 0644 "$(cat -- "$REPO/README.md")" || true
 # -- the virtual environment ------------------------------------------------------------
 
 if [[ $DO_VENV -eq 1 ]]; then
-    PY=${PYTHON:-python3}
-    command -v "$PY" >/dev/null || die "$PY not found: apt-get install python3 python3-venv"
-    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-        || die "$PY is older than 3.11"
-    if [[ ! -x $PREFIX/venv/bin/python ]]; then
-        "$PY" -m venv "$PREFIX/venv" || die "python3 -m venv failed: apt-get install python3-venv"
-        did "created the virtual environment $PREFIX/venv"
+    if [[ ! -e $PREFIX/venv ]]; then
+        "$PY" -m venv "$PREFIX/venv" || die "$PY -m venv failed: apt-get install python3-venv"
+        did "created the virtual environment $PREFIX/venv on $PY_BASE"
+    elif ! runs_unprivileged "$PREFIX/venv/bin/python"; then
+        # Built by an earlier install on an interpreter the children can't run
+        # (or one since removed).
+        "$PY" -m venv --clear "$PREFIX/venv" || die "$PY -m venv failed"
+        did "rebuilt the virtual environment $PREFIX/venv on $PY_BASE (the system users could not run its interpreter)"
     fi
+    runs_unprivileged "$PREFIX/venv/bin/python" \
+        || die "the system users cannot run $PREFIX/venv/bin/python:$(blocked_at "$PREFIX/venv/bin/python")
+  $PREFIX and the directories above it must be searchable by everyone (chmod o+x)"
     # Built from a copy: setuptools writes build/ and *.egg-info next to the
     # sources, which would leave root-owned files in the checkout.
     SRC=$(mktemp -d)

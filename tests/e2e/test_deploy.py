@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,7 @@ def test_unit_matches_the_privilege_model(unit: str) -> None:
     assert one(svc, "KillMode") == "mixed"
     assert one(svc, "TimeoutStopSec") == "60"  # sessions get ~30 s to finish
     assert one(svc, "Restart") == "on-failure"
+    assert one(svc, "RestartPreventExitStatus") == "78"  # EXIT_CANNOT_START, EX_CONFIG
     assert (one(svc, "RuntimeDirectory"), one(svc, "RuntimeDirectoryMode"),
             one(svc, "RuntimeDirectoryPreserve")) == ("mailpair", "0755", "yes")
     assert one(svc, "UMask") == "0027"
@@ -261,3 +263,89 @@ def test_install_sh_refuses_bad_arguments(tmp_path: Path) -> None:
         assert r.returncode != 0, args
         assert "install.sh:" in r.stderr, (args, r.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the interpreter the venv is built on ---------------------------------------------------
+
+
+def as_user(user: str, *argv: str) -> subprocess.CompletedProcess:
+    """argv run as a system user, through sh: setpriv keeps root's capabilities up to
+    its own execve, so it could start a program that the user itself could not."""
+    pw = pwd.getpwnam(user)
+    return subprocess.run(
+        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--",
+         "/bin/sh", "-c", 'exec "$@"', "sh", *argv],
+        capture_output=True, text=True, timeout=60)
+
+
+def private_python(tmp: Path) -> Path:
+    """A python3 that only root can reach, as one under /root/.pyenv is."""
+    private = tmp / "private"
+    private.mkdir(mode=0o700)
+    (private / "python3").symlink_to(os.path.realpath("/usr/bin/python3"))
+    return private / "python3"
+
+
+def install_venv(prefix: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(DEPLOY / "install.sh"), "--prefix", str(prefix / "opt"),
+         "--etc", str(prefix / "etc"), "--spool", str(prefix / "spool"),
+         "--mail", str(prefix / "mail"), "--no-systemd", "--no-fail2ban"],
+        capture_output=True, text=True, timeout=300, env=env)
+
+
+def need_root_and_system_python() -> None:
+    if os.geteuid() != 0:
+        skip_or_fail("install.sh creates system users and chowns: run the tests as root")
+    if not os.access("/usr/bin/python3", os.X_OK) or shutil.which("setpriv") is None:
+        skip_or_fail("needs /usr/bin/python3 and setpriv (apt-get install python3 util-linux)")
+
+
+def test_install_sh_refuses_an_interpreter_the_system_users_cannot_run(tmp_path: Path) -> None:
+    need_root_and_system_python()
+    py = private_python(tmp_path)
+    assert subprocess.run([str(py), "-c", "pass"]).returncode == 0  # root can
+    prefix = tmp_path / "install"
+    r = install_venv(prefix, {**os.environ, "PYTHON": str(py)})
+    assert r.returncode != 0
+    assert (f"install.sh: {py} (PYTHON={py}) cannot be run by the system users"
+            in r.stderr), r.stderr
+    assert f"{tmp_path / 'private'} is mode 700" in r.stderr, r.stderr
+    assert "apt-get install python3 python3-venv" in r.stderr
+    assert "PYTHON=" in r.stderr.split("\n", 1)[1]  # what to do instead
+    assert not prefix.exists()  # refused before it changed anything
+
+
+def test_install_sh_builds_the_venv_on_the_system_python(tmp_path: Path) -> None:
+    need_root_and_system_python()
+    # The first python3 on PATH is one the system users can't run (pyenv's shim).
+    py = private_python(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    env["PATH"] = f"{py.parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    assert shutil.which("python3", path=env["PATH"]) == str(py)
+    # The prefix must be reachable by the system users: pytest's tmp_path is not.
+    prefix = Path(tempfile.mkdtemp(prefix="mailpair-install-", dir="/tmp"))
+    try:
+        prefix.chmod(0o755)
+        r = install_venv(prefix, env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        venv = prefix / "opt" / "venv"
+        assert "home = /usr/bin\n" in (venv / "pyvenv.cfg").read_text()
+        assert "interpreter: /usr/bin/python3 (the system's python3)" in r.stdout, r.stdout
+        conf = prefix / "etc" / "mailpair.toml"
+        for user in ("vmail", "mailpair", "mailpair-auth"):
+            ran = as_user(user, str(venv / "bin" / "mdad"), "-c", str(conf), "--check")
+            assert ran.returncode == 0 and "configuration is valid" in ran.stdout, (
+                user, ran.stdout + ran.stderr)
+
+        # A venv an earlier install built on that python3 is built again.
+        shutil.rmtree(venv)
+        subprocess.run([str(py), "-m", "venv", "--without-pip", str(venv)], check=True)
+        assert as_user("vmail", str(venv / "bin" / "python"), "-c", "pass").returncode != 0
+        r = install_venv(prefix, env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "rebuilt the virtual environment" in r.stdout, r.stdout
+        ran = as_user("vmail", str(venv / "bin" / "mdad"), "-c", str(conf), "--check")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+    finally:
+        shutil.rmtree(prefix)
