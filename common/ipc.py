@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from common import log, privileges
-from common.unixchan import Channel, ChannelError
+from common.unixchan import Channel, ChannelError, close_fds
 
 MAX_FRAME = 64 * 1024 * 1024
 _HEADER = struct.Struct(">I")
@@ -111,12 +110,6 @@ def takes_fds(handler: Callable[[dict[str, Any], list[int]], Awaitable[Any]]) ->
     return handler  # type: ignore[return-value]
 
 
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
 class Server:
     """Answers requests arriving on a listening socket with the named handlers."""
 
@@ -126,13 +119,11 @@ class Server:
         self.channels: set[Channel] = set()
         self._accepting: asyncio.Task | None = None
         self._readers: set[asyncio.Task] = set()
-        self._sock: socket.socket | None = None
         self._paused = asyncio.Event()
         self.log = log.get()
 
     async def start(self, sock: socket.socket) -> Server:
         sock.setblocking(False)
-        self._sock = sock
         self._accepting = asyncio.create_task(self._accept_loop(sock))
         return self
 
@@ -156,14 +147,14 @@ class Server:
         reply: dict[str, Any]
         out_fds: list[int] = []
         if handler is None or not isinstance(args, dict):
-            _close_all(fds)
+            close_fds(fds)
             reply = {"ok": False, "error": f"bad request for op {msg.get('op')!r}"}
         else:
             try:
                 if getattr(handler, "_takes_fds", False):
                     result = await handler(args, fds)  # type: ignore[call-arg]
                 else:
-                    _close_all(fds)
+                    close_fds(fds)
                     result = await handler(args)
                 if isinstance(result, WithFds):
                     result, out_fds = result.result, result.fds
@@ -180,7 +171,7 @@ class Server:
         except (OSError, IPCError) as e:
             self.log.warning("ipc answer not sent", op=msg.get("op"), error=str(e))
         finally:
-            _close_all(out_fds)
+            close_fds(out_fds)
 
     async def _on_client(self, chan: Channel) -> None:
         decoder = FrameDecoder()
@@ -261,7 +252,7 @@ class Client:
                     fds = chan.take_fds(int(msg.pop("fds", 0) or 0))
                     fut = self._pending.pop(msg.get("seq"), None)
                     if fut is None or fut.done():
-                        _close_all(fds)  # an answer no one waits for any more
+                        close_fds(fds)  # an answer no one waits for any more
                     else:
                         fut.set_result((msg, fds))
         except (IPCError, OSError, ValueError):
@@ -283,7 +274,7 @@ class Client:
         peer was replaced by a reload) is sent once more on a new connection.
         """
         result, fds = await self.call_fds(op, timeout=timeout, idempotent=idempotent, **args)
-        _close_all(fds)
+        close_fds(fds)
         return result
 
     async def call_fds(self, op: str, fds: list[int] | tuple[int, ...] = (),
@@ -317,7 +308,7 @@ class Client:
             self._pending.pop(seq, None)
             raise IPCError(f"{op} to {self.path}: timed out") from None
         if not reply.get("ok"):
-            _close_all(got)
+            close_fds(got)
             raise IPCError(f"{op} to {self.path} failed: {reply.get('error')}")
         return reply.get("result") or {}, got
 

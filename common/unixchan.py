@@ -31,6 +31,13 @@ class ChannelError(OSError):
     pass
 
 
+def close_fds(fds) -> None:
+    """Close received descriptors that no one will use (a peer's may be anything)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 class Channel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -136,6 +143,5 @@ class Channel:
                 loop.remove_writer(fd)
         with contextlib.suppress(OSError):
             self.sock.close()
-        while self.fds:
-            with contextlib.suppress(OSError):
-                os.close(self.fds.popleft())
+        close_fds(self.fds)
+        self.fds.clear()
