@@ -39,10 +39,13 @@ class InUse(Exception):
 def dovecot_uidl(uid: int, uidvalidity: int) -> str:
     """Dovecot's default pop3_uidl_format, %08Xu%08Xv: UID then UIDVALIDITY in hex.
 
-    A client that moves between Dovecot and us, or between our IMAP and
-    POP3, sees the same UIDL for the same message and downloads nothing twice.
+    In lower case, although the format says X: Dovecot 2.3's var-expand
+    prints its X modifier with "%llx". POP3 clients compare UIDLs as
+    strings, so a client that moves between Dovecot and us, or between our
+    IMAP and POP3, sees the same UIDL for the same message and downloads
+    nothing twice only if the bytes are the same.
     """
-    return f"{uid:08X}{uidvalidity:08X}"
+    return f"{uid:08x}{uidvalidity:08x}"
 
 
 class Maildrop:
