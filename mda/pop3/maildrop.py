@@ -49,9 +49,10 @@ def dovecot_uidl(uid: int, uidvalidity: int) -> str:
 
 
 class Maildrop:
-    def __init__(self, root: Path, default_folders: Sequence[str] = ()) -> None:
+    def __init__(self, root: Path, default_folders: Sequence[str] = (),
+                 user: str | None = None) -> None:
         """Open and lock the Maildir at root; InUse if another session holds it."""
-        store = MailStore(root, default_folders=default_folders)
+        store = MailStore(root, default_folders=default_folders, user=user)
         self.store: MailStore | None = store
         self._lock_fd: int | None = None
         self.folder: Folder | None = None
