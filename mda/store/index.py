@@ -176,6 +176,9 @@ class Index:
         self._writing = False
         self.conn = self._open()
         self._ino = os.stat(self.path).st_ino
+        # Counts the files this object has had open: a call that failed on an
+        # earlier one must not set aside the one that replaced it.
+        self.generation = 0
         self.epoch = self._epoch()
 
     def _epoch(self) -> str:
@@ -197,6 +200,7 @@ class Index:
             self.conn.close()
             self.conn = self._open()
             self._ino = os.stat(self.path).st_ino
+            self.generation += 1
             self.epoch = self._epoch()
             return True
 
@@ -253,19 +257,22 @@ class Index:
                     indexrepair.move_aside(self.path, ino, user=self.user, error=damage)
         raise sqlite3.DatabaseError(f"cannot create the index {self.path}")
 
-    def recover(self, error: BaseException) -> bool:
-        """After SQLite found this index damaged: set the file aside (unless another
-        session already did) and continue on a new one; False inside a transaction,
-        where the outermost caller must do it."""
+    def recover(self, error: BaseException, generation: int) -> bool:
+        """After SQLite found this index damaged in a call that began at generation:
+        set the file aside (unless another session already did) and continue on a
+        new one. False inside a transaction, where the outermost caller must do it."""
         with self.lock:
             if self._depth:
                 return False
+            if generation != self.generation:
+                return True  # another thread already moved on from that file
             with contextlib.suppress(sqlite3.Error):
                 self.conn.close()
             with indexrepair.maildir_locked(self.path.parent):
                 indexrepair.move_aside(self.path, self._ino, user=self.user, error=str(error))
             self.conn = self._open()
             self._ino = os.stat(self.path).st_ino
+            self.generation += 1
             self.epoch = self._epoch()
             return True
 

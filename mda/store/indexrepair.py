@@ -116,7 +116,9 @@ def move_aside(path: Path, failed_ino: int | None, *, user: str | None, error: s
 
 
 class Repairable(Protocol):
-    def recover(self, error: BaseException) -> bool: ...
+    generation: int
+
+    def recover(self, error: BaseException, generation: int) -> bool: ...
 
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -136,10 +138,12 @@ def recovering(index_of: Callable[[Any], Repairable], *, again: bool = True) -> 
             try:
                 if depth:
                     return method(self, *args, **kwargs)
+                index = index_of(self)
+                generation = index.generation
                 try:
                     return method(self, *args, **kwargs)
                 except sqlite3.DatabaseError as e:
-                    if not is_damage(e) or not index_of(self).recover(e):
+                    if not is_damage(e) or not index.recover(e, generation):
                         raise
                     if not again:
                         raise

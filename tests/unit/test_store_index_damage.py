@@ -193,3 +193,59 @@ def test_a_whole_index_is_checked_once_per_process(root: Path, monkeypatch) -> N
     assert len(checks) == 3
     assert len(indexrepair._checked) == 1
     assert os.path.exists(root / FILE)
+
+
+def test_many_sessions_meeting_the_damage_at_once_set_it_aside_once(root: Path) -> None:
+    """Threads sharing one store (IMAP's sessions of a user in one process) and
+    stores of their own (other processes): one move, one line, all go on."""
+    import threading
+
+    shared = MailStore(root, user=USER)
+    own = [MailStore(root, user=USER) for _ in range(3)]
+    try:
+        views = [shared.open_folder("INBOX") for _ in range(4)] + [
+            s.open_folder("INBOX") for s in own]
+        uids = list(views[0].uids)
+        garble_under_open_sessions(root / FILE)
+        start = threading.Barrier(len(views))
+        results: list[object] = []
+
+        def session(view) -> None:
+            start.wait()
+            try:
+                view.refresh()
+                results.append(sorted(view.sizes()))
+            except Exception as e:  # noqa: BLE001 - reported below
+                results.append(e)
+        with structlog.testing.capture_logs() as logs:
+            threads = [threading.Thread(target=session, args=(v,)) for v in views]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        assert results == [uids] * len(views)
+        assert len(damage_lines(logs)) == 1
+        assert len({n.split("-wal")[0].split("-shm")[0] for n in set_aside(root)}) == 1
+        for v in views:
+            v.close()
+    finally:
+        shared.close()
+        for s in own:
+            s.close()
+
+
+def test_a_second_report_of_the_same_damage_moves_nothing(root: Path) -> None:
+    """Two calls of one store failed on the damaged file; the second to report it
+    must not set aside the new file that the first one made."""
+    with MailStore(root, user=USER) as store:
+        store.status("INBOX")
+        failed_on = store.index.generation
+        garble_under_open_sessions(root / FILE)
+        error = sqlite3.DatabaseError("database disk image is malformed")
+        with structlog.testing.capture_logs() as logs:
+            assert store.index.recover(error, failed_on)
+            new = (root / FILE).stat().st_ino
+            assert store.index.recover(error, failed_on)
+        assert (root / FILE).stat().st_ino == new
+        assert len(damage_lines(logs)) == 1
+        assert store.status("INBOX").messages == 30
