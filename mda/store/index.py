@@ -176,9 +176,7 @@ class Index:
         self._writing = False
         self.conn = self._open()
         self._ino = os.stat(self.path).st_ino
-        # Counts the files this object has had open: a call that failed on an
-        # earlier one must not set aside the one that replaced it.
-        self.generation = 0
+        self.generation = 0  # files opened since: a stale failure moves nothing
         self.epoch = self._epoch()
 
     def _epoch(self) -> str:
@@ -192,17 +190,20 @@ class Index:
         with self.lock:
             if self._depth:
                 return False
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 if os.stat(self.path).st_ino == self._ino:
                     return False
-            except FileNotFoundError:
-                pass
-            self.conn.close()
-            self.conn = self._open()
-            self._ino = os.stat(self.path).st_ino
-            self.generation += 1
-            self.epoch = self._epoch()
+            self._switch()
             return True
+
+    def _switch(self) -> None:
+        """Close this file and continue on whatever is at the path now (or a new one)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+        self.conn = self._open()
+        self._ino = os.stat(self.path).st_ino
+        self.generation += 1
+        self.epoch = self._epoch()
 
     # -- opening --------------------------------------------------------
 
@@ -253,14 +254,12 @@ class Index:
             if damage is None:
                 self._discard()  # another schema version: nothing to look into
             else:
-                with indexrepair.maildir_locked(self.path.parent):
-                    indexrepair.move_aside(self.path, ino, user=self.user, error=damage)
+                indexrepair.move_aside(self.path, ino, user=self.user, error=damage)
         raise sqlite3.DatabaseError(f"cannot create the index {self.path}")
 
     def recover(self, error: BaseException, generation: int) -> bool:
-        """After SQLite found this index damaged in a call that began at generation:
-        set the file aside (unless another session already did) and continue on a
-        new one. False inside a transaction, where the outermost caller must do it."""
+        """Set the damaged file aside (unless another session did) and go on with a new
+        one; False inside a transaction, where the outermost caller must do it."""
         with self.lock:
             if self._depth:
                 return False
@@ -268,12 +267,8 @@ class Index:
                 return True  # another thread already moved on from that file
             with contextlib.suppress(sqlite3.Error):
                 self.conn.close()
-            with indexrepair.maildir_locked(self.path.parent):
-                indexrepair.move_aside(self.path, self._ino, user=self.user, error=str(error))
-            self.conn = self._open()
-            self._ino = os.stat(self.path).st_ino
-            self.generation += 1
-            self.epoch = self._epoch()
+            indexrepair.move_aside(self.path, self._ino, user=self.user, error=str(error))
+            self._switch()
             return True
 
     @staticmethod

@@ -94,7 +94,12 @@ def maildir_locked(root: Path) -> Iterator[None]:
 
 def move_aside(path: Path, failed_ino: int | None, *, user: str | None, error: str) -> bool:
     """Set the index at path aside if it is still the file that failed (failed_ino;
-    None: whatever is there); True if it was moved here. Call under maildir_locked."""
+    None: whatever is there); True if it was moved here, and logged."""
+    with maildir_locked(path.parent):
+        return _move_aside(path, failed_ino, user=user, error=error)
+
+
+def _move_aside(path: Path, failed_ino: int | None, *, user: str | None, error: str) -> bool:
     try:
         st = os.stat(path)
     except FileNotFoundError:
