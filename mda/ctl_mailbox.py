@@ -1,7 +1,8 @@
 """mda-ctl mailbox: what is in a user's Maildir, counted from the files alone.
 
 Read-only, and it needs no index: INBOX is the Maildir itself, each
-Maildir++ folder a `.Name` directory in it (`.Archive.2024` is Archive/2024).
+Maildir++ folder a `.Name` directory in it (`.Archive.2024` is Archive/2024,
+`.Entw&APw-rfe` is Entwürfe: levels in modified UTF-7, as the store writes them).
 A message is a file in new/ or cur/; it is unseen while in new/ or without
 the S flag in the `:2,` info of its name.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from mda.store import names
 
 INFO_SEPARATOR = ":2,"
 
@@ -33,8 +36,12 @@ class Folder:
 
 
 def display_name(dirname: str) -> str:
-    """'.Archive.2024' -> 'Archive/2024': Maildir++ separates levels with dots."""
-    return dirname[1:].replace(".", "/")
+    """'.Archive.2024' -> 'Archive/2024', '.Entw&APw-rfe' -> 'Entwürfe': the name
+    IMAP clients see, by the store's own rule (mda/store/names.py). A directory
+    the store does not show as a folder (its own work directories, `.INBOX`)
+    is still counted, under its levels as they are."""
+    name = names.from_dirname(dirname)
+    return name if name is not None else dirname[1:].replace(".", "/")
 
 
 def is_seen(filename: str) -> bool:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import TypeVar
 
-from . import utf7
+from common import mutf7
+
 from .seqset import MAX_NUMBER, SequenceSet, SequenceSetError
 
 MAX_NUMBER64 = 2**63 - 1
@@ -330,8 +331,8 @@ class Cursor:
 
 def decode_name(raw: bytes) -> str:
     try:
-        return utf7.decode(raw)
-    except utf7.UTF7Error as e:
+        return mutf7.decode(raw)
+    except mutf7.UTF7Error as e:
         raise ParseError(f"mailbox name is not modified UTF-7: {e}") from None
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from . import utf7
+from common import mutf7
+
 from .grammar import ASTRING_CHARS, ATOM_CHARS, MONTHS
 from .seqset import format_numbers
 
@@ -104,7 +105,7 @@ def mailbox(name: str) -> bytes:
     """A Unicode mailbox name in modified UTF-7, as an astring."""
     if name.upper() == "INBOX":
         name = "INBOX"
-    return astring(utf7.encode(name))
+    return astring(mutf7.encode(name))
 
 
 def sequence_set(numbers: Iterable[int]) -> bytes:

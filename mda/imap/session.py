@@ -335,7 +335,8 @@ class Session:
         root = maildir_path(self.cfg.paths.mail, account)
         folders = self.cfg.mda.folders
         self.share = await SHARED.acquire(account, self.cfg.limits.store_threads_per_user,
-                                          lambda: MailStore(root, default_folders=folders))
+                                          lambda: MailStore(root, default_folders=folders,
+                                                            user=account))
         self.store = self.share.store
         self.user = account
         self.log = self.log.bind(user=account)

@@ -39,16 +39,20 @@ class InUse(Exception):
 def dovecot_uidl(uid: int, uidvalidity: int) -> str:
     """Dovecot's default pop3_uidl_format, %08Xu%08Xv: UID then UIDVALIDITY in hex.
 
-    A client that moves between Dovecot and us, or between our IMAP and
-    POP3, sees the same UIDL for the same message and downloads nothing twice.
+    In lower case, although the format says X: Dovecot 2.3's var-expand
+    prints its X modifier with "%llx". POP3 clients compare UIDLs as
+    strings, so a client that moves between Dovecot and us, or between our
+    IMAP and POP3, sees the same UIDL for the same message and downloads
+    nothing twice only if the bytes are the same.
     """
-    return f"{uid:08X}{uidvalidity:08X}"
+    return f"{uid:08x}{uidvalidity:08x}"
 
 
 class Maildrop:
-    def __init__(self, root: Path, default_folders: Sequence[str] = ()) -> None:
+    def __init__(self, root: Path, default_folders: Sequence[str] = (),
+                 user: str | None = None) -> None:
         """Open and lock the Maildir at root; InUse if another session holds it."""
-        store = MailStore(root, default_folders=default_folders)
+        store = MailStore(root, default_folders=default_folders, user=user)
         self.store: MailStore | None = store
         self._lock_fd: int | None = None
         self.folder: Folder | None = None

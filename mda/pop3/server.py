@@ -233,7 +233,8 @@ class POP3Server:
 
     def open_maildrop(self, account: str) -> Maildrop:
         """Blocking: called by the session in a worker thread."""
-        return Maildrop(maildir_path(self.cfg.paths.mail, account), self.cfg.mda.folders)
+        return Maildrop(maildir_path(self.cfg.paths.mail, account), self.cfg.mda.folders,
+                        user=account)
 
     async def start(self, plain: list, implicit: list) -> None:
         loop = asyncio.get_running_loop()

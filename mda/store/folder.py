@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from mda.store import keywords
+from mda.store import indexrepair, keywords
 from mda.store.errors import MessageGone, NoSuchFolder, ReadOnly, UidValidityChanged
 from mda.store.flagrename import Renames, SuffixRule, rename_all
 from mda.store.flags import (
@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from mda.store.mailstore import MailStore
 
 MODES = ("add", "remove", "replace")
+
+
+# A damaged index is set aside and rebuilt, and these calls run once more
+# (copy and move only recover: a second run could copy twice).
+_repaired = indexrepair.recovering(lambda folder: folder._ix)
+_repaired_no_retry = indexrepair.recovering(lambda folder: folder._ix, again=False)
 
 
 class Folder(MessageData):
@@ -125,6 +131,7 @@ class Folder(MessageData):
         if mark is not None:
             self._recent.update(appeared[bisect.bisect_left(appeared, mark):])
 
+    @_repaired
     def refresh(self, *, allow_expunge: bool = True) -> Changes:
         """Take in what others did: new messages, expunges, flag changes.
 
@@ -342,6 +349,7 @@ class Folder(MessageData):
             st = self._state
             return [u for u, c in zip(st.uids, st.codes, strict=True) if c not in seen]
 
+    @_repaired
     def expunged_since(self, modseq: int) -> list[int] | None:
         """UIDs expunged from the folder after modseq (QRESYNC's VANISHED (EARLIER)).
 
@@ -356,6 +364,7 @@ class Folder(MessageData):
                 return None
             return self._ix.expunged_since(fid, modseq)
 
+    @_repaired
     def base_name(self, uid: int) -> str:
         """The message's Maildir base name (unique and stable; a POP3 UIDL may use it)."""
         with self._lock:
@@ -370,6 +379,7 @@ class Folder(MessageData):
 
     # -- changing flags ------------------------------------------------------
 
+    @_repaired
     def store(self, uids: Iterable[int], flag_names: Iterable[str], mode: str = "add", *,
               unchangedsince: int | None = None) -> StoreResult:
         """Add, remove or replace flags on messages (IMAP STORE, POP3 marking \\Seen).
@@ -435,6 +445,7 @@ class Folder(MessageData):
 
     # -- removing, copying, moving -----------------------------------------
 
+    @_repaired
     def expunge(self, uids: Iterable[int] | None = None, *,
                 require_deleted: bool = True) -> ExpungeResult:
         """Delete messages for good and take them out of the view.
@@ -485,12 +496,14 @@ class Folder(MessageData):
             self._pending -= set(removed)
             return ExpungeResult(gone, seqs, modseq)
 
+    @_repaired_no_retry
     def copy(self, uids: Iterable[int], dest: str) -> CopyResult:
         """Copy messages into folder dest (IMAP COPY); new UIDs in .pairs for COPYUID."""
         with self._lock:
             self._folder_id(sync=True)
             return self.mailstore.transfer(self._fs, sorted(set(uids)), dest, move=False)
 
+    @_repaired_no_retry
     def move(self, uids: Iterable[int], dest: str) -> CopyResult:
         """Move messages into folder dest (IMAP MOVE); the result also says what left the view."""
         if self.readonly:

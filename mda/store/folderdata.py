@@ -14,13 +14,18 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
-from mda.store import content
+from mda.store import content, indexrepair
 from mda.store.errors import MessageGone
 
 if TYPE_CHECKING:
     from mda.store.index import Index
     from mda.store.sync import FolderSync
     from mda.store.viewstate import State
+
+
+# A damaged index is set aside and rebuilt, and these calls (which only read,
+# or cache what they read) run once more.
+_repaired = indexrepair.recovering(lambda view: view._ix)
 
 
 class MessageData:
@@ -38,6 +43,7 @@ class MessageData:
 
     # -- reading -------------------------------------------------------------
 
+    @_repaired
     def open_message(self, uid: int) -> BinaryIO:
         """The message file, opened for binary reading (LF lines as stored); close it."""
         with self._lock:
@@ -45,6 +51,7 @@ class MessageData:
                 raise MessageGone(f"message {uid} was expunged")
             return self._fs.open_message(self._folder_id(), uid)
 
+    @_repaired
     def paths_of(self, uids: Sequence[int]) -> dict[int, str]:
         """uid -> where the file was at the last sync, for many messages in one index query.
 
@@ -79,6 +86,7 @@ class MessageData:
         """The message as a protocol sends it (CRLF line ends); len() is size(uid)."""
         return content.to_crlf(self.read(uid))
 
+    @_repaired
     def sizes(self, uids: Sequence[int] | None = None, *,
               read_missing: bool = True) -> dict[int, int]:
         """uid -> CRLF size (RFC822.SIZE, POP3 LIST); read from a file only the first
@@ -86,6 +94,7 @@ class MessageData:
         that reads the files anyway passes what it counts to remember_sizes)."""
         return self._column("vsize", uids, content.crlf_size_of_stream if read_missing else None)
 
+    @_repaired
     def remember_sizes(self, sizes: dict[int, int]) -> None:
         with self._lock:
             self._ix.set_column(self._folder_id(), "vsize", sizes)
@@ -93,6 +102,7 @@ class MessageData:
     def size(self, uid: int) -> int:
         return self._one(self.sizes, uid)
 
+    @_repaired
     def internal_dates(self, uids: Sequence[int] | None = None) -> dict[int, int]:
         """uid -> internal date, seconds since the epoch (the file's mtime, as Dovecot)."""
         return self._column("idate", uids, lambda f: int(os.fstat(f.fileno()).st_mtime))
@@ -135,16 +145,19 @@ class MessageData:
 
     # -- the protocol layer's cache -------------------------------------------
 
+    @_repaired
     def get_parsed(self, uid: int, key: str) -> object | None:
         """A value put_parsed stored for this message and key, or None."""
         with self._lock:
             return self._ix.get_parsed(self._folder_id(), key, [uid]).get(uid)
 
+    @_repaired
     def get_parsed_many(self, key: str, uids: Sequence[int] | None = None) -> dict[int, object]:
         """uid -> value for the messages that have one (all of the folder's without uids)."""
         with self._lock:
             return self._ix.get_parsed(self._folder_id(), key, uids)
 
+    @_repaired
     def put_parsed(self, uid: int, key: str, value: bytes | str | int | float) -> None:
         """Cache a value (bytes, str, int or float, e.g. JSON text of an ENVELOPE).
 
@@ -153,6 +166,7 @@ class MessageData:
         """
         self.put_parsed_many(key, {uid: value})
 
+    @_repaired
     def put_parsed_many(self, key: str, values: dict[int, bytes | str | int | float]) -> None:
         with self._lock:
             self._ix.put_parsed(self._folder_id(), key, values)  # type: ignore[arg-type]

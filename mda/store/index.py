@@ -9,10 +9,12 @@ whatever parsed data the protocol layer caches (opaque values by key).
 
 It is a cache: UIDs and UIDVALIDITY come from dovecot-uidlist, flags from
 the file names. Delete the file and the next open rebuilds it with the
-same UIDs. What only the index knows is modseqs; a rebuilt folder starts
-its modseqs at the current time in milliseconds, above any modseq handed
-out before (one a millisecond on average would be needed to overtake it),
-so a CONDSTORE client asking for changes since an old value gets all.
+same UIDs; a damaged file is set aside and rebuilt the same way
+(indexrepair.py says how damage is found and who retries). What only the
+index knows is modseqs; a rebuilt folder starts its modseqs at the current
+time in milliseconds, above any modseq handed out before (one a
+millisecond on average would be needed to overtake it), so a CONDSTORE
+client asking for changes since an old value gets all.
 
 Every change happens in one write transaction (BEGIN IMMEDIATE), which
 also serializes all of a user's sessions and processes that change the
@@ -32,6 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
+
+from mda.store import indexrepair
 
 FILE = "mailpair-index.sqlite"
 SCHEMA_VERSION = 1
@@ -164,13 +168,15 @@ def _chunks(items: Sequence[int]) -> Iterator[Sequence[int]]:
 
 
 class Index:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, user: str | None = None) -> None:
         self.path = root / FILE
+        self.user = user  # for the log, when the index is found damaged
         self.lock = threading.RLock()
         self._depth = 0
         self._writing = False
         self.conn = self._open()
         self._ino = os.stat(self.path).st_ino
+        self.generation = 0  # files opened since: a stale failure moves nothing
         self.epoch = self._epoch()
 
     def _epoch(self) -> str:
@@ -184,16 +190,20 @@ class Index:
         with self.lock:
             if self._depth:
                 return False
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 if os.stat(self.path).st_ino == self._ino:
                     return False
-            except FileNotFoundError:
-                pass
-            self.conn.close()
-            self.conn = self._open()
-            self._ino = os.stat(self.path).st_ino
-            self.epoch = self._epoch()
+            self._switch()
             return True
+
+    def _switch(self) -> None:
+        """Close this file and continue on whatever is at the path now (or a new one)."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+        self.conn = self._open()
+        self._ino = os.stat(self.path).st_ino
+        self.generation += 1
+        self.epoch = self._epoch()
 
     # -- opening --------------------------------------------------------
 
@@ -220,23 +230,46 @@ class Index:
     def _open(self) -> sqlite3.Connection:
         for _ in range(3):
             conn = None
+            damage: str | None = None
+            ino: int | None = None
             try:
                 conn = self._connect()
+                ino = os.stat(self.path).st_ino
                 if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
                     self._create_schema(conn)
                 if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-                    return conn
+                    damage = indexrepair.check_once(conn, self.path)
+                    if damage is None:
+                        return conn
             except sqlite3.OperationalError:
                 # Busy, locked, unreadable: the file may be fine, others may use it.
                 if conn is not None:
                     conn.close()
                 raise
-            except sqlite3.DatabaseError:
-                pass  # not a database, or a damaged one: it is only a cache
+            except sqlite3.DatabaseError as e:
+                # Not a database, or a damaged one: it is only a cache.
+                damage = str(e)
             if conn is not None:
                 conn.close()
-            self._discard()
+            if damage is None:
+                self._discard()  # another schema version: nothing to look into
+            else:
+                indexrepair.move_aside(self.path, ino, user=self.user, error=damage)
         raise sqlite3.DatabaseError(f"cannot create the index {self.path}")
+
+    def recover(self, error: BaseException, generation: int) -> bool:
+        """Set the damaged file aside (unless another session did) and go on with a new
+        one; False inside a transaction, where the outermost caller must do it."""
+        with self.lock:
+            if self._depth:
+                return False
+            if generation != self.generation:
+                return True  # another thread already moved on from that file
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+            indexrepair.move_aside(self.path, self._ino, user=self.user, error=str(error))
+            self._switch()
+            return True
 
     @staticmethod
     def _create_schema(conn: sqlite3.Connection) -> None:
@@ -278,7 +311,9 @@ class Index:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                # A failed ROLLBACK (a damaged file) must not hide why we roll back.
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
                 raise
             else:
                 self.conn.execute("COMMIT")
@@ -300,9 +335,13 @@ class Index:
             self._depth = 1
             try:
                 yield self.conn
-            finally:
+            except BaseException:
                 self._depth = 0
-                self.conn.execute("COMMIT")
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
 
     @property
     def in_write(self) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from common.fsutil import fsync_dir
-from mda.store import content, keywords, maildir, names, subscriptions
+from mda.store import content, indexrepair, keywords, maildir, names, subscriptions
 from mda.store.errors import (
     CannotDelete,
     CannotRename,
@@ -60,12 +60,21 @@ def _is_real_dir(path: Path) -> bool:
         return False
 
 
+# A damaged index is set aside and rebuilt; calls that only read or set state
+# run once more, those that add mail or change folders do not (their first run
+# may have done part of it).
+_repaired = indexrepair.recovering(lambda store: store.index)
+_repaired_no_retry = indexrepair.recovering(lambda store: store.index, again=False)
+
+
 class MailStore:
-    def __init__(self, root: Path, *, default_folders: Sequence[str] = ()) -> None:
-        """Open the Maildir at root, making it (with default_folders) if it is not there."""
+    def __init__(self, root: Path, *, default_folders: Sequence[str] = (),
+                 user: str | None = None) -> None:
+        """Open the Maildir at root, making it (with default_folders) if it is not there.
+        user: whose it is, for the log."""
         maildir.ensure_maildir(root, default_folders)
         self.root = root
-        self.index = Index(root)
+        self.index = Index(root, user=user)
         self._syncs: dict[str, FolderSync] = {}
         self._clean_leftovers()
 
@@ -153,6 +162,7 @@ class MailStore:
 
     # -- listing -----------------------------------------------------------
 
+    @_repaired
     def list_folders(self) -> list[FolderInfo]:
         """Every folder, INBOX first, then by name level by level.
 
@@ -203,6 +213,7 @@ class MailStore:
             raise
         fsync_dir(self.root)
 
+    @_repaired_no_retry
     def create_folder(self, name: str) -> None:
         """Create a folder and any missing parents; FolderExists if it is there."""
         canonical_name = names.normalize(name)
@@ -214,6 +225,7 @@ class MailStore:
                     with contextlib.suppress(FolderExists):  # a parent made meanwhile
                         self._make_dir(names.dirname(level))
 
+    @_repaired_no_retry
     def delete_folder(self, name: str) -> None:
         """Delete a folder and its messages; its children stay (RFC 3501).
 
@@ -236,6 +248,7 @@ class MailStore:
             self.index.drop_folder(dirname)
         shutil.rmtree(doomed, ignore_errors=True)
 
+    @_repaired_no_retry
     def rename_folder(self, old: str, new: str) -> None:
         """Rename a folder and everything below it; UIDs and UIDVALIDITY go with them.
 
@@ -286,15 +299,18 @@ class MailStore:
 
     # -- subscriptions -------------------------------------------------
 
+    @_repaired
     def subscriptions(self) -> list[str]:
         """Subscribed names in file order (they need not exist)."""
         return subscriptions.read(self.root)
 
+    @_repaired
     def subscribe(self, name: str) -> None:
         canonical_name = names.normalize(name)
         names.dirname(canonical_name)  # refuse what could never be a folder
         subscriptions.update(self.root, lambda subs: [*subs, canonical_name])
 
+    @_repaired
     def unsubscribe(self, name: str) -> bool:
         """False if the name was not subscribed."""
         canonical_name = names.normalize(name)
@@ -309,6 +325,7 @@ class MailStore:
 
     # -- status, opening -------------------------------------------------
 
+    @_repaired
     def status(self, name: str) -> FolderStatus:
         """STATUS counts from the index (after a check for changes), no message opened."""
         with self.lock:
@@ -318,6 +335,7 @@ class MailStore:
             return FolderStatus(messages, recent, row.nextuid, row.uidvalidity, unseen,
                                 row.highestmodseq)
 
+    @_repaired
     def open_folder(self, name: str, *, readonly: bool = False) -> Folder:
         """A session's view of a folder (IMAP SELECT, or EXAMINE with readonly)."""
         with self.lock:
@@ -327,6 +345,7 @@ class MailStore:
 
     # -- adding messages ---------------------------------------------------
 
+    @_repaired_no_retry
     def append(self, name: str, data: bytes, flag_names: Iterable[str] = (),
                internal_date: float | None = None) -> AppendResult:
         """Store a message in a folder; returns its UID (for APPENDUID).

@@ -15,8 +15,7 @@ directory name is checked once more after encoding.
 
 from __future__ import annotations
 
-import base64
-
+from common import mutf7
 from mda.store.errors import InvalidName
 
 SEPARATOR = "/"
@@ -92,59 +91,24 @@ def special_use(name: str) -> str | None:
     return SPECIAL_USE.get(normalize(name))
 
 
-# -- modified UTF-7 (RFC 3501 5.1.3), used for the directory names only ------
+# -- one level of a directory or subscriptions line -------------------------
 
 
-def _b64_encode(chunk: str) -> str:
-    raw = chunk.encode("utf-16-be")
-    return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")
+def encode_level(level: str) -> str:
+    """A level of a name as it is stored: modified UTF-7 (common/mutf7)."""
+    try:
+        return mutf7.encode(level)
+    except mutf7.UTF7Error:
+        raise InvalidName(f"folder name level {level!r} is not valid Unicode") from None
 
 
-def mutf7_encode(text: str) -> str:
-    out: list[str] = []
-    pending: list[str] = []
-    for c in text:
-        if 0x20 <= ord(c) <= 0x7E:
-            if pending:
-                out.append("&" + _b64_encode("".join(pending)) + "-")
-                pending = []
-            out.append("&-" if c == "&" else c)
-        else:
-            pending.append(c)
-    if pending:
-        out.append("&" + _b64_encode("".join(pending)) + "-")
-    return "".join(out)
-
-
-def mutf7_decode(text: str) -> str | None:
-    """The Unicode text, or None when text is not valid modified UTF-7."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if not 0x20 <= ord(c) <= 0x7E:
-            return None
-        if c != "&":
-            out.append(c)
-            i += 1
-            continue
-        end = text.find("-", i + 1)
-        if end < 0:
-            return None
-        if end == i + 1:
-            out.append("&")
-        else:
-            b64 = text[i + 1 : end].replace(",", "/")
-            try:
-                raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
-                decoded = raw.decode("utf-16-be")
-            except (ValueError, UnicodeDecodeError):
-                return None
-            if not decoded or any(0x20 <= ord(ch) <= 0x7E for ch in decoded):
-                return None  # printable ASCII must stand for itself
-            out.append(decoded)
-        i = end + 1
-    return "".join(out)
+def decode_level(raw: str) -> str:
+    """A stored level as a name's level. One that is not modified UTF-7 was
+    written as UTF-8 by some other tool: it is shown as it is."""
+    try:
+        return mutf7.decode(raw)
+    except mutf7.UTF7Error:
+        return raw
 
 
 # -- names <-> Maildir++ directories --------------------------------------
@@ -170,7 +134,7 @@ def dirname(name: str) -> str:
     canonical = normalize(name)
     if canonical == INBOX:
         return ""
-    encoded = "." + ".".join(mutf7_encode(p) for p in canonical.split(SEPARATOR))
+    encoded = "." + ".".join(encode_level(p) for p in canonical.split(SEPARATOR))
     return _checked_dirname(name, encoded)
 
 
@@ -190,10 +154,7 @@ def from_dirname(entry: str) -> str | None:
     for raw in entry[1:].split("."):
         if not raw:
             return None
-        decoded = mutf7_decode(raw)
-        # A level that is not modified UTF-7 was written as UTF-8 by some
-        # other tool: show it as it is.
-        levels.append(decoded if decoded is not None else raw)
+        levels.append(decode_level(raw))
     try:
         name = normalize(SEPARATOR.join(levels))
     except InvalidName:

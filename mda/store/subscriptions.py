@@ -37,11 +37,6 @@ def _tab_unescape(text: str) -> str:
     return "".join(out)
 
 
-def _level(raw: str) -> str:
-    decoded = names.mutf7_decode(raw)
-    return decoded if decoded is not None else raw
-
-
 def parse(data: bytes) -> list[str]:
     """Folder names in file order, each once; lines that are no valid name are skipped."""
     v2 = data.startswith(_V2_HEADER)
@@ -60,7 +55,7 @@ def parse(data: bytes) -> list[str]:
         if not levels:
             continue
         try:
-            name = names.normalize(names.SEPARATOR.join(_level(p) for p in levels))
+            name = names.normalize(names.SEPARATOR.join(names.decode_level(p) for p in levels))
         except InvalidName:
             continue
         found[name] = None
@@ -71,7 +66,7 @@ def storage_form(name: str) -> str:
     canonical = names.normalize(name)
     if canonical == names.INBOX:
         return canonical
-    return ".".join(names.mutf7_encode(p) for p in canonical.split(names.SEPARATOR))
+    return ".".join(names.encode_level(p) for p in canonical.split(names.SEPARATOR))
 
 
 def serialize(subscribed: list[str]) -> bytes:

@@ -479,3 +479,30 @@ def test_mailbox_refusals(ctl: Ctl, mailboxes: Path, tmp_path: Path) -> None:
     r = ctl("mailbox", "list", "bob@example.test")
     assert r.returncode == 1
     assert "leads outside paths.mail" in r.stderr and r.stdout == ""
+
+
+def test_mailbox_list_shows_folder_names_as_clients_see_them(bare_stack) -> None:
+    """A folder made over IMAP as "Entwürfe" is `.Entw&APw-rfe` on disk; mda-ctl says Entwürfe."""
+    bare_stack.start("mdad")
+    c = bare_stack.imap()
+    # imaplib sends names as given: the client's modified UTF-7, as RFC 3501 wants.
+    for name in ("Entw&APw-rfe", "Archiv/&ZeVnLIqe-", "R&-D"):
+        typ, data = c.create(f'"{name}"')
+        assert typ == "OK", data
+    typ, data = c.append('"Entw&APw-rfe"', None, None, b"Subject: draft\r\n\r\nx\r\n")
+    assert typ == "OK", data
+    c.logout()
+    md = bare_stack.maildir("alice@example.test")
+    assert (md / ".Entw&APw-rfe").is_dir() and (md / ".Archiv.&ZeVnLIqe-").is_dir()
+    run = [sys.executable, "-m", "mda.ctl", "-c", str(bare_stack.config), "mailbox", "list",
+           "alice@example.test"]
+    r = subprocess.run([*run, "--json"], capture_output=True, text=True, encoding="utf-8",
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = {f["folder"]: f["messages"] for f in json.loads(r.stdout)}
+    assert got["Entwürfe"] == 1 and got["Archiv/日本語"] == 0 and got["R&D"] == 0
+    assert not any("&" in n and n != "R&D" for n in got), got
+    r = subprocess.run(run, capture_output=True, text=True, encoding="utf-8", cwd=ROOT,
+                       timeout=60, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert r.returncode == 0, r.stderr
+    assert "Entwürfe" in [line.split()[0] for line in r.stdout.splitlines()], r.stdout

@@ -437,8 +437,8 @@ def test_uidl_is_dovecots_form_of_the_imap_uid(mdad: Stack) -> None:
     p = pop3(mdad)
     _, uidls, _ = p.uidl()
     assert [u.split()[1].decode() for u in uidls] == [
-        f"{uid:08X}{uidvalidity:08X}" for uid in uids]
-    assert p.uidl(2) == f"+OK 2 {uids[1]:08X}{uidvalidity:08X}".encode()
+        f"{uid:08x}{uidvalidity:08x}" for uid in uids]
+    assert p.uidl(2) == f"+OK 2 {uids[1]:08x}{uidvalidity:08x}".encode()
     p.quit()
     # Stable across sessions.
     p = pop3(mdad, tls="implicit")
@@ -467,8 +467,8 @@ def test_a_maildir_from_dovecot_keeps_its_uidls(bare_stack: Stack) -> None:
     p = pop3(bare_stack)
     _, uidls, _ = p.uidl()
     assert [u.decode() for u in uidls] == [
-        f"{n} {u:08X}{1600000000:08X}" for n, u in enumerate(uids, 1)]
-    assert uidls[0] == b"1 000000075F5E1000"
+        f"{n} {u:08x}{1600000000:08x}" for n, u in enumerate(uids, 1)]
+    assert uidls[0] == b"1 000000075f5e1000"
     p.quit()
 
 

@@ -30,8 +30,8 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_uidl_is_dovecots_default_form() -> None:
-    assert dovecot_uidl(1, 0x5F3A1B2C) == "000000015F3A1B2C"
-    assert dovecot_uidl(0x1234ABCD, 1) == "1234ABCD00000001"
+    assert dovecot_uidl(1, 0x5F3A1B2C) == "000000015f3a1b2c"
+    assert dovecot_uidl(0x1234ABCD, 1) == "1234abcd00000001"
 
 
 def test_snapshot_with_crlf_sizes_and_uidl(root: Path) -> None:
@@ -42,7 +42,7 @@ def test_snapshot_with_crlf_sizes_and_uidl(root: Path) -> None:
             data = drop.read(uid)
             assert data.endswith(b"\r\n") and b"\r\n\r\n" in data
             assert len(data) == size
-        assert drop.uidl(2) == f"00000002{drop.uidvalidity:08X}"
+        assert drop.uidl(2) == f"00000002{drop.uidvalidity:08x}"
         # A delivery during the session is for the next one.
         maildir.deliver(root, b"Subject: late\n\nx\n")
         assert [u for u, _ in drop.messages] == [1, 2, 3]

@@ -237,9 +237,9 @@ def test_list_uidl_and_numbers() -> None:
     assert h(b"LIST 2") == b"+OK 2 61\r\n"
     assert h(b"LIST 4") == b"-ERR There is no message 4.\r\n"
     assert h(b"LIST 0") == b"-ERR There is no message 0.\r\n"
-    assert lines(h(b"UIDL")) == [b"1 000000035F3A1B2C", b"2 000000055F3A1B2C",
-                                 b"3 000000095F3A1B2C"]
-    assert h(b"UIDL 3") == b"+OK 3 000000095F3A1B2C\r\n"
+    assert lines(h(b"UIDL")) == [b"1 000000035f3a1b2c", b"2 000000055f3a1b2c",
+                                 b"3 000000095f3a1b2c"]
+    assert h(b"UIDL 3") == b"+OK 3 000000095f3a1b2c\r\n"
 
 
 def test_retr_byte_stuffs_and_ends_every_message_properly() -> None:
@@ -275,7 +275,7 @@ def test_dele_rset_and_quit_deletes_in_update() -> None:
     assert h(b"LIST 1") == b"-ERR Message 1 is deleted.\r\n"
     assert h(b"STAT") == b"+OK 2 93\r\n"
     assert lines(h(b"LIST")) == [b"2 61", b"3 32"]
-    assert lines(h(b"UIDL")) == [b"2 000000055F3A1B2C", b"3 000000095F3A1B2C"]
+    assert lines(h(b"UIDL")) == [b"2 000000055f3a1b2c", b"3 000000095f3a1b2c"]
     assert h(b"RSET") == b"+OK 3 messages (115 octets).\r\n"
     assert h(b"STAT") == b"+OK 3 115\r\n"
     h(b"DELE 2")

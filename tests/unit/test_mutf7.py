@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mda.imap import utf7
+from common import mutf7 as utf7
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,15 @@
-"""Modified UTF-7 for mailbox names (RFC 3501 section 5.1.3).
+"""Modified UTF-7 (RFC 3501 section 5.1.3): the one copy of the encoding.
+
+IMAP speaks folder names in it on the wire (mda/imap), and the store writes
+each level of a Maildir++ directory name and of the `subscriptions` file in
+it, as Dovecot does (mda/store/names.py, subscriptions.py); mda-ctl shows
+the decoded names. It lives in common/ because it is pure text with no
+I/O: the IMAP parser may use it without importing the store, and the store
+without importing a protocol.
 
 Decoding is strict: it accepts exactly the strings `encode` produces, so a
-name has one wire form and two clients can never create "the same" folder
-under two spellings.
+name has one wire form and one directory, and two clients can never create
+"the same" folder under two spellings.
 """
 
 from __future__ import annotations
@@ -48,7 +55,13 @@ def _b64encode(text: str) -> str:
 
 def decode(wire: str | bytes) -> str:
     """The wire form -> the Unicode name; UTF7Error when it is not canonical."""
-    data = wire.encode("latin-1") if isinstance(wire, str) else bytes(wire)
+    if isinstance(wire, str):
+        if not wire.isascii():
+            bad = next(i for i, ch in enumerate(wire) if not ch.isascii())
+            raise UTF7Error(f"character {wire[bad]!r} at {bad} is not printable US-ASCII")
+        data = wire.encode("ascii")
+    else:
+        data = bytes(wire)
     out: list[str] = []
     i = 0
     after_shift = False
