@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from mda.imap.session import MAX_LITERAL_BEFORE_LOGIN
+from mda.imap.prelogin import MAX_LITERAL_BEFORE_LOGIN
 from tests.conftest import PASSWORD, Stack
 
 ALICE = "alice@example.test"
