@@ -173,6 +173,8 @@ class Connection:
             await self.authenticate(cmd)
         else:
             await self.write(R.bad(cmd.tag, "Log in first"))
+            if self.parser.paused:  # IDLE: what follows is commands again
+                self.resume()
 
     async def starttls(self, cmd: C.StartTLS) -> None:
         if self.stream.secure:
