@@ -173,7 +173,9 @@ class Connection:
             await self.authenticate(cmd)
         else:
             await self.write(R.bad(cmd.tag, "Log in first"))
-            if self.parser.paused:  # IDLE: what follows is commands again
+            # IDLE paused the reader: what follows is commands again. (A pause
+            # with events after this one is theirs, a pipelined LOGIN's.)
+            if self.parser.paused and not self.events:
                 self.resume()
 
     async def starttls(self, cmd: C.StartTLS) -> None:

@@ -156,8 +156,9 @@ class Connection:
             self.log.exception("command failed", command=cmd.name)
             reply = err("Internal error.", "SYS/TEMP")
         await self.write(reply)
-        # QUIT (the reader's only pause here) always sets closing.
-        if self.parser.paused and not self.session.closing:
+        # The reader paused after this command (QUIT, which always sets closing;
+        # PASS in the login process) only if no event came after it.
+        if self.parser.paused and not self.events and not self.session.closing:
             self.resume()
 
     async def starttls(self) -> None:
