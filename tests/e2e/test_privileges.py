@@ -195,12 +195,13 @@ def test_the_login_user_cannot_read_mail_or_name_a_user(stack):
     # A compromised login process cannot hand a connection over for a user of its
     # choosing: the mail process wants a token only the auth process gives out
     # for a right password, and the login user cannot reach the socket that redeems them.
+    auth = str(stack.root / "run" / "mda" / "auth.sock")
     script = f"""
 import asyncio, socket, sys
 from common import ipc
 async def main():
     try:
-        await ipc.Client({str(stack.root / "run" / "mda" / "auth.sock")!r}).call("redeem", token="x")
+        await ipc.Client({auth!r}).call("redeem", token="x")
         print("redeem reached")
     except ipc.IPCError:
         print("redeem unreachable")
