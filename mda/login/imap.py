@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import ssl
 
-from common import child, connlimits, log, sasl
+from common import child, connlimits, ipc, log, sasl
 from common.child import ChildContext
 from common.clientaddr import is_loopback
 from common.tlsstream import Stream
@@ -241,7 +241,7 @@ class Connection:
             reply = await self.server.auth.call("auth", idempotent=True, user=user,
                                                 password=password, authzid=authzid,
                                                 address=self.peer, service="imap")
-        except Exception as e:
+        except ipc.IPCError as e:
             self.log.error("authentication lookup failed", error=str(e))
             await self.write(R.no(tag, "Temporary authentication failure", R.code("UNAVAILABLE")))
             return
