@@ -8,8 +8,10 @@ figure beside the reference's with the ratio.
     python -m bench.run [--quick] [--no-anchors] [--only smtp_load,smtp_latency,pop3_retr]
 
 Figures: smtp_load, smtp_latency, pop3_retr, imap_ops, imap_idle_mem (the
-shared harness's scripts) and imap_client_list (bench/imap_client_list.py:
-a client's message list, Thunderbird's first sync).
+shared harness's scripts), imap_client_list (bench/imap_client_list.py:
+a client's message list, Thunderbird's first sync) and imap_login
+(bench/imap_login.py: login latency plain and TLS, memory per idle logged-in
+TLS connection, through the login processes).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ submissions = []
 # in the clear on loopback, as Dovecot allows there (the harness logs in so).
 [imap]
 imap = ["127.0.0.1:0"]
-imaps = []
+imaps = ["127.0.0.1:0"]
 plaintext_on_loopback = true
 [pop3]
 pop3 = ["127.0.0.1:0"]
@@ -185,7 +187,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer messages and one run each")
     ap.add_argument("--no-anchors", action="store_true", help="do not set up Postfix + Dovecot")
     ap.add_argument("--only", default="smtp_load,smtp_latency,pop3_retr,imap_ops,"
-                                      "imap_client_list,imap_idle_mem")
+                                      "imap_client_list,imap_idle_mem,imap_login")
     ap.add_argument("--imap-count", type=int, action="append",
                     help="mailbox sizes for imap_ops (default 10000 and 100000; 2000 with --quick)")
     a = ap.parse_args()
@@ -254,6 +256,14 @@ def main() -> None:
             figure("imap_idle_mem.py", "mailpair", imap_mine + extra, out)
             if ref is not None:
                 figure("imap_idle_mem.py", "postfix+dovecot", imap_theirs + extra, out)
+        if "imap_login" in only:
+            extra = ["--logins", "50" if a.quick else "200", "--conns", "200",
+                     "--runs", "1" if a.quick else "3"]
+            mine = [*imap_mine, "--tls-port", str(mdad["listeners"]["imaps"][0][1])]
+            figure("imap_login.py", "mailpair", mine + extra, out)
+            if ref is not None:
+                figure("imap_login.py", "postfix+dovecot",
+                       [*imap_theirs, "--tls-port", ref.get("IMAPS_PORT", "993")] + extra, out)
     finally:
         stack.stop()
     print(f"\nResults: {out}\n")

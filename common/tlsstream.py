@@ -133,6 +133,28 @@ class Stream(asyncio.Protocol):
         self.secure = True
         return dropped
 
+    def hold(self) -> bytes:
+        """Stop reading the socket, and hand back what arrived unread: another
+        process is about to read it (mdad's login hands connections over)."""
+        if self.transport is not None and not self._lost:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def release(self) -> None:
+        """Read again after hold(): the connection came back."""
+        if self._reading_paused and self.transport is not None and not self._lost:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """After hold() and a hand-over: close this process's descriptor, at once
+        and without a shutdown, so the connection lives on in the other one."""
+        if self.transport is not None:
+            self.transport.abort()
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()

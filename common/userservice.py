@@ -9,6 +9,13 @@ carries the user, the password, an optional SASL authorization identity,
 the client's address and the service (smtp, imap, pop3). Each refused login
 is logged here, once, as one fixed line (see failure_event) that the
 fail2ban filter in deploy/fail2ban/ matches in either log format.
+
+mdad's login processes ask on a socket of their own (`login`), which answers
+`auth` alone and adds to a success a one-time `token`. The mail process
+that is handed the connection redeems it (`redeem`, on the mail processes'
+socket) for the user before it serves anyone: a login process, which parses
+what strangers send before any password, can pass a connection on but
+cannot name the user it belongs to.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from common.users import UserDB, normalize
 
 # A user name is the client's: at most this much of it goes into a log line.
 LOGGED_USER_MAX = 100
+# A login token is redeemed at once by the mail process the connection goes to.
+TOKEN_TTL = 60.0
 
 
 def _loggable(text: str) -> str:
@@ -55,6 +64,7 @@ class UserService:
                                                cfg.auth.failure_forget, time.monotonic)
         self.dummy = dummy_hash()
         self._attempt_key = os.urandom(32)
+        self.tokens: dict[str, tuple[str, float]] = {}  # token -> (user, expires)
         self.log = log.get()
 
     def _attempt(self, user: str, password: bytes) -> bytes:
@@ -86,6 +96,24 @@ class UserService:
         await asyncio.sleep(max(0.0, arrived + answer_in - time.monotonic()))
         return {"valid": False, "user": None}
 
+    async def login_auth(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`auth` for a login process: a success carries a token for the mail process."""
+        reply = await self.auth(req)
+        if reply["valid"]:
+            now = time.monotonic()
+            for token, (_, expires) in list(self.tokens.items()):
+                if expires < now:
+                    del self.tokens[token]
+            token = os.urandom(16).hex()
+            self.tokens[token] = (reply["user"], now + TOKEN_TTL)
+            reply["token"] = token
+        return reply
+
+    async def redeem(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The user a login token was given for, once; None for an unknown or old one."""
+        user, expires = self.tokens.pop(str(req.get("token", "")), (None, 0.0))
+        return {"user": user if expires >= time.monotonic() else None}
+
     async def resolve(self, req: dict[str, Any]) -> dict[str, Any]:
         r = self.db.resolve(str(req.get("address", "")))
         return {"kind": r.kind, "targets": list(r.targets)}
@@ -106,13 +134,19 @@ class UserService:
 
     def handlers(self) -> dict[str, ipc.Handler]:
         return {"auth": self.auth, "resolve": self.resolve, "user": self.user,
-                "sender": self.sender}
+                "sender": self.sender, "redeem": self.redeem}
+
+    def login_handlers(self) -> dict[str, ipc.Handler]:
+        return {"auth": self.login_auth}
 
 
 async def serve(ctx: ChildContext) -> None:
     service = UserService(ctx)
     (sock,) = ctx.sockets["ipc"]
-    server = await ipc.serve(sock, service.handlers())
+    servers = [await ipc.serve(sock, service.handlers())]
+    for login in ctx.sockets.get("login", []):
+        servers.append(await ipc.serve(login, service.login_handlers()))
     log.get().info("ready")
     await ctx.stopping.wait()
-    await server.drain()
+    for server in servers:
+        await server.drain()

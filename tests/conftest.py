@@ -163,7 +163,7 @@ class Stack:
         with open(log, "rb") as f:
             f.seek(offset)
             text = f.read().decode(errors="replace")
-        ready = {m.group(1) for m in re.finditer(r"\] ready .*?role=(\w+)", text)}
+        ready = {m.group(1) for m in re.finditer(r"\] ready .*?role=([\w-]+)", text)}
         for line in text.splitlines():  # log.format = "json"
             if line.startswith("{") and '"ready"' in line:
                 with contextlib.suppress(ValueError):

@@ -15,7 +15,8 @@ anything, and its last event says why:
   them, skipped or kept, so it is `finished`: it returns no more events and
   keeps nothing it is fed. The session answers and closes the connection
   (RFC 7888 section 4 lets a server do so);
-- IDLE, AUTHENTICATE, STARTTLS: what follows is not a command. Call
+- IDLE, AUTHENTICATE, STARTTLS (and the commands in `pause_after`): what
+  follows is not a command, or not this reader's. Call
   `expect_line()` for each raw line wanted (IDLE's DONE, a SASL response)
   and `resume()` to go back to commands. After STARTTLS, `take_buffered()`
   hands back (and drops) plaintext the client sent too early, which must
@@ -73,8 +74,11 @@ _COMMAND, _RAW, _NOTHING = range(3)
 
 
 class CommandReader:
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, pause_after: tuple[type, ...] = ()) -> None:
+        """pause_after: further commands to pause after, as after STARTTLS (the
+        login process pauses after LOGIN: what follows is for the mail process)."""
         self.limits = limits or Limits()
+        self._pausing = _PAUSING + tuple(pause_after)
         self._buf = bytearray()
         self._scan = 0  # no LF before this offset of _buf
         self._phase = _LINE
@@ -229,7 +233,7 @@ class CommandReader:
             data = bytes(self._cmd)
             self._reset_command()
             event = parse_command(data, self.limits.max_depth)
-            if isinstance(event, _PAUSING):
+            if isinstance(event, self._pausing):
                 self._want = _NOTHING
             return event
         digits, plus = m.groups()

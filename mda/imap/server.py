@@ -1,20 +1,29 @@
-"""mdad's imap process: IMAP on 143 (STARTTLS) and 993 (implicit TLS).
+"""mdad's imap process: the IMAP sessions of logged-in users.
 
-The wire: sockets, TLS, timeouts, and the reader's pauses (literals,
-STARTTLS, IDLE, AUTHENTICATE). What each command means is the session's.
+It holds no port and no TLS key: the imap-login process (mda/login/imap.py)
+speaks everything before authentication, then hands each connection over on
+<run>/mda-login/imap-mail.sock (mda/login/handover.py): the client's socket,
+or for TLS one end of a socketpair the login process proxies, with the tag of
+the LOGIN, the login token and the bytes the client sent after it. This
+process redeems the token with the auth process, admits the user, answers
+the tagged OK and serves the session; when it refuses (over a connection
+limit) its answer goes back to the login process to send.
+
+The wire: timeouts and the reader's pauses (literals, IDLE). What each
+command means is the session's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+from typing import Any
 
-from common import child, connections, connlimits, descriptors, ipc, log, tls
+from common import child, connections, connlimits, ipc, log
 from common.child import ChildContext
-from common.clientaddr import is_loopback
 from common.config import Config
-from common.supervisor import LISTEN_BACKLOG
 from mda.imap import response as R
 from mda.imap.commands import Authenticate, Command, Idle, Logout, StartTLS
 from mda.imap.events import (
@@ -28,21 +37,15 @@ from mda.imap.events import (
 from mda.imap.parser import CommandReader
 from mda.imap.session import Session
 from mda.imap.watch import Watchers
+from mda.login import handover
 
-# Before login a client gets little time and few mistakes: LOGIN_TIMEOUT
-# between two reads, limits.login_timeout in all.
-LOGIN_TIMEOUT = 60.0
-MAX_BAD = 20
 STOP_GRACE = 10.0
-
 
 # What a client over a connection cap is told before the close.
 REFUSED = {
     connlimits.PER_CLIENT: R.bye("Too many connections from your address", "UNAVAILABLE"),
     connlimits.TOTAL: R.bye("Too many connections, try again later", "UNAVAILABLE"),
 }
-# A connection that could not be accepted for want of descriptors.
-NO_DESCRIPTORS = R.bye("Server too busy, try again later", "UNAVAILABLE")
 
 
 class Closed(Exception):
@@ -50,20 +53,16 @@ class Closed(Exception):
 
 
 class Connection:
-    def __init__(self, server: IMAPServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, secure: bool) -> None:
+    def __init__(self, server: IMAPServer, peer: str, secure: bool) -> None:
         self.server = server
         self.cfg = server.cfg
-        self.reader = reader
-        self.writer = writer
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
         self.secure = secure
-        peer = writer.get_extra_info("peername")
-        self.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
-        self.session = Session(self.cfg, server.auth, server.watchers, self)
+        self.peer = peer
+        self.session = Session(self.cfg, server.watchers, self)
         self.parser = CommandReader(self.session.literal_limits())
         self.events: list[Event] = []
-        self.bad = 0
-        self.login_deadline = asyncio.get_running_loop().time() + self.cfg.limits.login_timeout
         self.user_slot: connlimits.Slot | None = None
         self.closing = False  # the last answer is written: close the connection
         # Between commands (or in IDLE) a stop may end the session at once.
@@ -71,15 +70,6 @@ class Connection:
         self.log = log.get().bind(client=self.peer)
 
     # -- what the session asks of the wire ------------------------------------
-
-    @property
-    def loopback(self) -> bool:
-        return is_loopback(self.peer)
-
-    @property
-    def plaintext_ok(self) -> bool:
-        """Whether a password may be sent on this connection."""
-        return self.secure or (self.cfg.imap.plaintext_on_loopback and self.loopback)
 
     def admit_user(self, user: str) -> bool:
         """Asked just before a login is answered OK: False when this user has too
@@ -100,17 +90,12 @@ class Connection:
     # -- reading -----------------------------------------------------------------
 
     async def _read(self) -> bytes:
-        timeout = self.cfg.imap.idle_timeout if self.session.user else LOGIN_TIMEOUT
-        expired = R.bye("Autologout; idle for too long")
-        if not self.session.user:
-            left = self.login_deadline - asyncio.get_running_loop().time()
-            if left < timeout:
-                timeout, expired = max(0.0, left), R.bye("Login timeout")
+        assert self.reader is not None and self.writer is not None
         await self.writer.drain()
         try:
-            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            data = await asyncio.wait_for(self.reader.read(65536), self.cfg.imap.idle_timeout)
         except TimeoutError:
-            await self.write(expired)
+            await self.write(R.bye("Autologout; idle for too long"))
             raise Closed from None
         except (ConnectionError, ssl.SSLError):
             raise Closed from None
@@ -136,9 +121,19 @@ class Connection:
 
     # -- the loop ------------------------------------------------------------------
 
-    async def run(self) -> None:
-        await self.write(R.ok(None, "mailpair IMAP ready",
-                              R.code("CAPABILITY", *self.session.capabilities())))
+    async def run(self, sock: socket.socket, first: bytes, pending: bytes) -> None:
+        """The session after its login: `first` is the tagged OK, `pending`
+        what the client sent after the LOGIN (pipelined commands)."""
+        try:
+            self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        except OSError:
+            sock.close()
+            await self.session.close()
+            if self.user_slot is not None:
+                self.user_slot.release()
+            return
+        await self.write(first)
+        self.events.extend(self.parser.feed(pending))
         try:
             while True:
                 ev = await self.next_event()
@@ -188,11 +183,7 @@ class Connection:
                 raise Closed
             return
         if isinstance(ev, BadCommand):
-            self.bad += 1
             await self.write(R.bad(ev.tag, ev.message))
-            if self.bad >= MAX_BAD and not self.session.user:
-                await self.write(R.bye("Too many bad commands"))
-                raise Closed
 
     async def command(self, cmd: Command) -> None:
         if isinstance(cmd, StartTLS):
@@ -218,50 +209,13 @@ class Connection:
                 await self.write(R.no(cmd.tag, "Internal error", R.code("SERVERBUG")))
 
     async def starttls(self, cmd: StartTLS) -> None:
-        if self.secure:
-            await self.write(R.bad(cmd.tag, "TLS is already active"))
-            self.resume()
-            return
-        await self.write(R.ok(cmd.tag, "Begin TLS negotiation now"))
-        await self.writer.drain()
-        # Anything sent before the handshake was sent in the clear: never obey it.
-        self.parser.take_buffered()
-        self.events.clear()
-        # asyncio's StreamReader would keep bytes it already buffered across the
-        # upgrade and hand them out as if they came over TLS (CVE-2011-0411's
-        # injection): drop them, with no await between this and start_tls.
-        buffered = getattr(self.reader, "_buffer", None)
-        if buffered:
-            self.log.info("dropped plaintext sent after STARTTLS", octets=len(buffered))
-            buffered.clear()
-        try:
-            await self.writer.start_tls(self.server.tls_context)
-        except (ssl.SSLError, ConnectionError, OSError) as e:
-            self.log.info("TLS handshake failed", error=str(e))
-            raise Closed from None
-        self.secure = True
+        # TLS, if any, is the login process's: after login there is no upgrade.
+        await self.write(R.bad(cmd.tag, "STARTTLS is only valid before login"))
         self.resume()
 
     async def authenticate(self, cmd: Authenticate) -> None:
-        try:
-            if self.session.user:
-                await self.write(R.bad(cmd.tag, "Already logged in"))
-                return
-            if cmd.mechanism != "PLAIN":
-                await self.write(R.no(cmd.tag, "Unsupported mechanism"))
-                return
-            blob = cmd.initial_response
-            if blob is None:
-                await self.write(R.continuation(""))
-                line = await self.next_line()
-                if line.strip() == b"*":
-                    await self.write(R.bad(cmd.tag, "AUTHENTICATE cancelled"))
-                    return
-                blob = line.decode("ascii", "replace").strip()
-            async for out in self.session.authenticate_plain(cmd.tag, blob):
-                await self.write(out)
-        finally:
-            self.resume()
+        await self.write(R.bad(cmd.tag, "Already logged in"))
+        self.resume()
 
     async def idle(self, cmd: Idle) -> None:
         problem = self.session.idle_problem(cmd)
@@ -302,48 +256,57 @@ class Connection:
 
 
 class IMAPServer:
-    def __init__(self, cfg: Config, context: ssl.SSLContext) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.tls_context = context
         self.auth = ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30)
         self.watchers = Watchers()
-        self.servers: list[asyncio.Server] = []
+        self.handovers: ipc.Server | None = None
         self.connections: dict[asyncio.Task, Connection] = {}
         self.stopping = False
         self.gate = connlimits.connections(cfg.limits)
         self.user_gate = connlimits.user_connections(cfg.limits)
 
-    async def start(self, plain: list, implicit: list) -> None:
-        for sock in plain + implicit:
-            sock.setblocking(False)
-            secure = sock in implicit
-            descriptors.answer_when_out(sock, None if secure else NO_DESCRIPTORS)
-            self.servers.append(await asyncio.start_server(
-                lambda r, w, s=secure: self._serve(r, w, s), sock=sock,
-                ssl=self.tls_context if secure else None, limit=1 << 20,
-                backlog=LISTEN_BACKLOG))
+    async def start(self, sock: socket.socket) -> None:
+        async def take(args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+            return await self._take(args, fds)
+        self.handovers = await ipc.serve(sock, {"session": ipc.takes_fds(take)})
 
-    async def _serve(self, reader, writer, secure: bool) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        peer = writer.get_extra_info("peername")
+    async def _take(self, args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """A connection handed over by the login process: serve it, or say no."""
+        given = await handover.receive(args, fds, self.auth)
+        if isinstance(given, bytes):  # the token was no good
+            return handover.refuse(R.bye("Internal error, try again", "UNAVAILABLE"), close=True)
         try:
-            slot = self.gate.admit(str(peer[0]) if isinstance(peer, tuple) else "local",
-                                   service="imap")
+            slot = self.gate.admit(given.peer, service="imap")
         except connlimits.Refused as e:
-            writer.write(REFUSED[e.reason])
-            with contextlib.suppress(Exception):
-                writer.close()
-                await writer.wait_closed()
-            return
+            given.sock.close()
+            return handover.refuse(REFUSED[e.reason], close=True)
+        conn = Connection(self, given.peer, given.secure)
         try:
-            conn = Connection(self, reader, writer, secure)
-            self.connections[task] = conn
-            await conn.run()
+            first = await conn.session.begin(str(args.get("tag", "")), given.user)
+        except Exception:
+            log.get().exception("cannot open the mailbox", user=given.user)
+            first = R.no(str(args.get("tag", "")), "Cannot open the mailbox, try again later",
+                         R.code("UNAVAILABLE"))
+        if conn.session.user is None:
+            slot.release()
+            if conn.user_slot is not None:
+                conn.user_slot.release()
+            given.sock.close()  # the login process keeps the client
+            return handover.refuse(first, close=conn.closing)
+        task = asyncio.create_task(self._serve(conn, slot, given, first))
+        self.connections[task] = conn
+        return handover.ACCEPTED
+
+    async def _serve(self, conn: Connection, slot: connlimits.Slot,
+                     given: handover.Received, first: bytes) -> None:
+        task = asyncio.current_task()
+        try:
+            await conn.run(given.sock, first, given.pending)
         except Exception:
             log.get().exception("imap connection failed")
         finally:
-            self.connections.pop(task, None)
+            self.connections.pop(task, None)  # type: ignore[arg-type]
             slot.release()
 
     async def stop(self, retiring: bool) -> None:
@@ -351,15 +314,18 @@ class IMAPServer:
         (a new process takes new ones). Stopping: idle sessions are told BYE now,
         a command in progress finishes first (within the grace)."""
         self.stopping = not retiring
-        await connections.end_all(self.servers, self.connections, retiring=retiring,
+        if self.handovers is not None:
+            await self.handovers.drain()
+        await connections.end_all([], self.connections, retiring=retiring,
                                   grace=STOP_GRACE, after_cancel=1)  # a cancelled handler says BYE
         self.watchers.close()
+        await self.auth.close()
 
 
 async def main(ctx: ChildContext) -> None:
-    assert ctx.tls_pem is not None, "the parent hands the imap process its certificate"
-    server = IMAPServer(ctx.cfg, tls.context_from_pem(ctx.tls_pem))
-    await server.start(ctx.sockets.get("imap", []), ctx.sockets.get("imaps", []))
+    server = IMAPServer(ctx.cfg)
+    (sock,) = ctx.sockets["handover"]
+    await server.start(sock)
     log.get().info("ready")
     await ctx.stopping.wait()
     await server.stop(retiring=ctx.retiring)

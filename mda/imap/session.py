@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common import ipc, log, sasl
+from common import log
 from common.config import Config
 from mda.imap import commands as C
+from mda.imap import prelogin
 from mda.imap import response as R
 from mda.imap.events import LiteralTooLarge
 from mda.imap.parser import Limits
@@ -30,14 +31,7 @@ from mda.store.mailstore import MailStore
 if TYPE_CHECKING:
     from mda.imap.server import Connection
 
-BASE_CAPS = ["IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE"]
-AUTH_CAPS = ["UNSELECT", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "LIST-EXTENDED",
-             "LIST-STATUS", "ESEARCH", "CONDSTORE"]
 FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-# Before login, a literal may carry a user name or password, never a message:
-# anything bigger is refused unread. 4096 is what RFC 7888's LITERAL- lets
-# any client send without asking.
-MAX_LITERAL_BEFORE_LOGIN = 4096
 
 
 # The store blocks (files, SQLite), so its calls run in threads. One pool for
@@ -101,10 +95,8 @@ SHARED = Shared()
 
 
 class Session:
-    def __init__(self, cfg: Config, auth: ipc.Client, watchers: Watchers,
-                 conn: Connection) -> None:
+    def __init__(self, cfg: Config, watchers: Watchers, conn: Connection) -> None:
         self.cfg = cfg
-        self.auth = auth
         self.watchers = watchers
         self.conn = conn
         self.user: str | None = None
@@ -113,7 +105,6 @@ class Session:
         self.folder: Folder | None = None
         self.readonly = False
         self.condstore = False
-        self.auth_failures = 0
         # Set when the answer just given ends the connection (its last line a BYE).
         self.closing = False
         self.log = log.get().bind(client=conn.peer)
@@ -125,7 +116,6 @@ class Session:
         def bound(table: dict) -> dict:
             return {k: functools.partial(f, self) for k, f in table.items()}
         self.any_state = {C.Capability: self.capability, C.Noop: self.noop, C.Id: self.id_}
-        self.before_login = {C.Login: self.login}
         self.authenticated = {C.Select: self.select, C.Enable: self.enable,
                               C.Namespace: self.namespace, **bound(mailboxes.HANDLERS)}
         self.selected = {C.Close: self.close_cmd, C.Unselect: self.unselect,
@@ -141,24 +131,10 @@ class Session:
             return await in_thread(fn, *args, **kwargs)
 
     def capabilities(self) -> list[str]:
-        caps = list(BASE_CAPS)
-        if self.user:
-            # RFC 7889: one limit for every mailbox, so no STATUS/LIST form is
-            # needed. Only after login, where it is the limit that applies.
-            return [*caps, *AUTH_CAPS, f"APPENDLIMIT={self.cfg.mta.max_message_size}"]
-        if not self.conn.secure:
-            caps.append("STARTTLS")
-        if self.conn.plaintext_ok:
-            caps.append("AUTH=PLAIN")
-        else:
-            caps.append("LOGINDISABLED")
-        return caps
+        return prelogin.capabilities_after_login(self.cfg.mta.max_message_size)
 
     def literal_limits(self) -> Limits:
-        """What the command reader may take in literals, in the present state."""
-        if not self.user:
-            return Limits(max_literal=MAX_LITERAL_BEFORE_LOGIN,
-                          max_arg_literal=MAX_LITERAL_BEFORE_LOGIN)
+        """What the command reader may take in literals once logged in."""
         return Limits(max_literal=self.cfg.mta.max_message_size)
 
     def literal_refusal(self, ev: LiteralTooLarge) -> tuple[list[bytes], bool]:
@@ -166,11 +142,6 @@ class Session:
         connection then closes: it does after a non-synchronizing literal,
         whose bytes are on their way and are never read."""
         sync = ev.synchronizing
-        if not self.user:
-            if sync:
-                return [R.no(ev.tag, f"Log in first: literals over "
-                             f"{MAX_LITERAL_BEFORE_LOGIN} octets need a login")], False
-            return [R.bye("Literal too large before login")], True
         if ev.command == "APPEND":
             out = [R.no(ev.tag, "Message too large", R.code("TOOBIG"))]
         elif sync:
@@ -249,11 +220,9 @@ class Session:
         kind = type(cmd)
         if kind in self.any_state:
             handler = self.any_state[kind]
-        elif kind in self.before_login:
-            if self.user:
-                yield R.bad(cmd.tag, "Already logged in")
-                return
-            handler = self.before_login[kind]
+        elif kind is C.Login:
+            yield R.bad(cmd.tag, "Already logged in")
+            return
         elif kind in self.authenticated or kind in self.selected:
             if not self.user:
                 yield R.bad(cmd.tag, "Log in first")
@@ -287,51 +256,17 @@ class Session:
         yield R.ok(cmd.tag, f"{cmd.name} completed")
 
     async def id_(self, cmd: C.Id) -> AsyncIterator[bytes]:
-        yield R.data(b"ID", R.plist([R.string("name"), R.string("mailpair")]))
+        yield prelogin.id_response()
         yield R.ok(cmd.tag, "ID completed")
 
     # -- logging in ------------------------------------------------------------
 
-    async def login(self, cmd: C.Login) -> AsyncIterator[bytes]:
-        if not self.conn.plaintext_ok:
-            yield R.no(cmd.tag, "Use STARTTLS first", R.code("PRIVACYREQUIRED"))
-            return
-        yield await self._check(cmd.tag, cmd.username, cmd.password)
-
-    async def authenticate_plain(self, tag: str, blob: str) -> AsyncIterator[bytes]:
-        if self.user:
-            yield R.bad(tag, "Already logged in")
-            return
-        if not self.conn.plaintext_ok:
-            yield R.no(tag, "Use STARTTLS first", R.code("PRIVACYREQUIRED"))
-            return
-        try:
-            authzid, user, password = sasl.parse_plain(sasl.decode(blob))
-        except sasl.SASLError as e:
-            yield R.bad(tag, str(e))
-            return
-        yield await self._check(tag, user, password, authzid)
-
-    async def _check(self, tag: str, user: str, password: str, authzid: str = "") -> bytes:
-        """The auth process decides, delays and logs a refusal; this counts
-        them per connection and says BYE after auth.failures_per_connection."""
-        try:
-            reply = await self.auth.call("auth", idempotent=True, user=user, password=password,
-                                         authzid=authzid, address=self.conn.peer,
-                                         service="imap")
-        except ipc.IPCError as e:
-            self.log.error("authentication lookup failed", error=str(e))
-            return R.no(tag, "Temporary authentication failure", R.code("UNAVAILABLE"))
-        if not reply["valid"]:
-            refused = R.no(tag, "Authentication failed", R.code("AUTHENTICATIONFAILED"))
-            self.auth_failures += 1
-            if self.auth_failures < self.cfg.auth.failures_per_connection:
-                return refused
-            self.closing = True
-            return refused + R.bye("Too many failed authentications")
-        account = reply["user"]
+    async def begin(self, tag: str, account: str) -> bytes:
+        """Start the session of a user the login process authenticated: the
+        tagged OK of its LOGIN, or the refusal it hands back to the client
+        (self.user stays None then)."""
         if not self.conn.admit_user(account):  # the server closes after this BYE
-            return R.bye("Too many connections for this user from your address", "LIMIT")
+            return prelogin.USER_LIMIT
         root = maildir_path(self.cfg.paths.mail, account)
         folders = self.cfg.mda.folders
         self.share = await SHARED.acquire(account, self.cfg.limits.store_threads_per_user,
@@ -341,7 +276,7 @@ class Session:
         self.user = account
         self.log = self.log.bind(user=account)
         self.log.info("logged in")
-        return R.ok(tag, "Logged in", R.code("CAPABILITY", *self.capabilities()))
+        return prelogin.logged_in(tag, self.cfg.mta.max_message_size)
 
     # -- authenticated state ------------------------------------------------------
 

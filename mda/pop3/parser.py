@@ -238,8 +238,11 @@ def parse_line(line: bytes) -> Command | BadCommand:
 
 
 class CommandReader:
-    def __init__(self, max_line: int = MAX_LINE) -> None:
+    def __init__(self, max_line: int = MAX_LINE, pause_after: tuple[type, ...] = ()) -> None:
+        """pause_after: further commands to pause after (the login process
+        pauses after PASS: what follows may be for the mail process)."""
         self.max_line = max_line
+        self._pausing = _PAUSING + tuple(pause_after)
         self._buf = bytearray()
         self._scan = 0  # no LF in _buf before this offset
         self._paused = False
@@ -302,7 +305,7 @@ class CommandReader:
                 ev = BadCommand("Line too long")
             else:
                 ev = parse_line(line)
-                if isinstance(ev, _PAUSING):
+                if isinstance(ev, self._pausing):
                     self._paused = True
             out.append(ev)
         return out

@@ -1,23 +1,33 @@
-"""mdad's pop3 process: POP3 on 110 (STLS) and 995 (implicit TLS).
+"""mdad's pop3 process: the POP3 sessions of logged-in users.
 
-The wire: sockets, TLS, timeouts, the reader's pauses (STLS, the SASL
-exchange of AUTH, QUIT). What each command means is the session's.
+It holds no port and no TLS key: the pop3-login process (mda/login/pop3.py)
+runs the AUTHORIZATION state on 110 (STLS) and 995 (implicit TLS) with the
+same `Connection` as here, then hands each connection over on
+<run>/mda-login/pop3-mail.sock (mda/login/handover.py). This process
+redeems the login token, opens the maildrop and answers the +OK; a refusal
+(the maildrop in use, too many connections of the user) goes back to the
+login process to send, and the client may try again there.
+
+The wire: timeouts, the reader's pauses (STLS, the SASL exchange of AUTH,
+QUIT). What each command means is the session's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
+from typing import Any
 
-from common import child, connections, connlimits, descriptors, ipc, log, tls
+from common import child, connections, connlimits, ipc, log
 from common.child import ChildContext
-from common.clientaddr import is_loopback
 from common.config import Config
-from common.supervisor import LISTEN_BACKLOG
 from common.tlsstream import Stream
+from mda.login import handover
 from mda.pop3 import parser as P
 from mda.pop3.maildrop import Maildrop
-from mda.pop3.session import AuthUnavailable, Session, err
+from mda.pop3.session import Session, err
 from mda.store.maildir import maildir_path
 
 # Before login a client gets little time; RFC 1939 3 wants at least ten
@@ -33,57 +43,32 @@ REFUSED = {
     connlimits.TOTAL: err("Too many connections, try again later.", "SYS/TEMP"),
 }
 LOGIN_DEADLINE = err("Login timeout, closing the connection.")
-# A connection that could not be accepted for want of descriptors.
-NO_DESCRIPTORS = err("Server too busy, try again later.", "SYS/TEMP")
 
 
 class Closed(Exception):
     pass
 
 
-class AuthClient:
-    """Passwords are checked by mdad's auth process, the only reader of the users file."""
-
-    def __init__(self, client: ipc.Client, failures_per_connection: int) -> None:
-        self.client = client
-        self.failures_per_connection = failures_per_connection
-
-    async def check(self, user: str, password: str, *, authzid: str = "",
-                    address: str = "") -> str | None:
-        try:
-            reply = await self.client.call("auth", idempotent=True, user=user,
-                                           password=password, authzid=authzid,
-                                           address=address, service="pop3")
-        except ipc.IPCError as e:
-            raise AuthUnavailable(str(e)) from None
-        return reply["user"] if reply.get("valid") else None
-
-
 class Connection:
-    def __init__(self, server: POP3Server, stream: Stream) -> None:
+    """One POP3 connection, before login (in pop3-login) or after it (here):
+    the session says which state it is in."""
+
+    def __init__(self, server: Any, stream: Stream, session: Session, peer: str,
+                 tls_context: ssl.SSLContext | None = None,
+                 pause_after: tuple[type, ...] = ()) -> None:
         self.server = server
         self.cfg: Config = server.cfg
         self.stream = stream
-        self.parser = P.CommandReader()
+        self.tls_context = tls_context
+        self.parser = P.CommandReader(pause_after=pause_after)
         self.events: list[P.Event] = []
-        self.peer = stream.peer
-        loopback_ok = self.cfg.pop3.plaintext_on_loopback and is_loopback(self.peer)
-        self.session = Session(server.auth, server.open_maildrop, secure=stream.secure,
-                               plaintext_anyway=loopback_ok, peer=self.peer,
-                               admit=self.admit_user)
+        self.peer = peer
+        self.session = session
         self.log = log.get().bind(client=self.peer)
         self.busy = False  # a command is being answered: a stop lets it finish
         # limits.login_timeout from connecting to logging in, whatever is sent meanwhile.
         self.login_deadline = asyncio.get_running_loop().time() + self.cfg.limits.login_timeout
         self.user_slot: connlimits.Slot | None = None
-
-    def admit_user(self, account: str) -> bool:
-        try:
-            self.user_slot = self.server.user_gate.admit(self.peer, account.lower(),
-                                                         user=account, service="pop3")
-        except connlimits.Refused:
-            return False
-        return True
 
     async def write(self, data: bytes) -> None:
         self.stream.write(data)
@@ -123,9 +108,12 @@ class Connection:
     def resume(self) -> None:
         self.events.extend(self.parser.resume())
 
-    async def run(self) -> None:
+    async def run(self, first: bytes | None = None, pending: bytes = b"") -> None:
+        """first: what to say first (the greeting unless given); pending: bytes
+        the client sent that this process has not read (after a hand-over)."""
         try:
-            await self.write(self.session.greeting())
+            await self.write(self.session.greeting() if first is None else first)
+            self.events.extend(self.parser.feed(pending))
             while not self.session.closing:
                 if self.server.stopping:
                     # The command in progress when the stop came is answered; no more.
@@ -168,8 +156,9 @@ class Connection:
             self.log.exception("command failed", command=cmd.name)
             reply = err("Internal error.", "SYS/TEMP")
         await self.write(reply)
-        # QUIT (the reader's only pause here) always sets closing.
-        if self.parser.paused and not self.session.closing:
+        # The reader paused after this command (QUIT, which always sets closing;
+        # PASS in the login process) only if no event came after it.
+        if self.parser.paused and not self.events and not self.session.closing:
             self.resume()
 
     async def starttls(self) -> None:
@@ -184,7 +173,8 @@ class Connection:
         dropped = len(self.parser.take_buffered())
         self.events.clear()
         try:
-            dropped += await self.stream.start_tls(self.server.tls_context, HANDSHAKE_TIMEOUT)
+            assert self.tls_context is not None  # stls_problem() says no after login
+            dropped += await self.stream.start_tls(self.tls_context, HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, ConnectionError, OSError, TimeoutError) as e:
             self.log.info("TLS handshake failed", error=str(e))
             raise Closed from None
@@ -220,12 +210,10 @@ class Connection:
 
 
 class POP3Server:
-    def __init__(self, cfg: Config, context: ssl.SSLContext) -> None:
+    def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.tls_context = context
-        self.auth = AuthClient(ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30),
-                               cfg.auth.failures_per_connection)
-        self.servers: list[asyncio.Server] = []
+        self.auth = ipc.Client(cfg.paths.run / "mda" / "auth.sock", timeout=30)
+        self.handovers: ipc.Server | None = None
         self.connections: dict[asyncio.Task, Connection] = {}
         self.stopping = False
         self.gate = connlimits.connections(cfg.limits)
@@ -236,37 +224,63 @@ class POP3Server:
         return Maildrop(maildir_path(self.cfg.paths.mail, account), self.cfg.mda.folders,
                         user=account)
 
-    async def start(self, plain: list, implicit: list) -> None:
-        loop = asyncio.get_running_loop()
-        for sock in plain + implicit:
-            sock.setblocking(False)
-            secure = sock in implicit
-            descriptors.answer_when_out(sock, None if secure else NO_DESCRIPTORS)
-            self.servers.append(await loop.create_server(
-                lambda: Stream(self._accept), sock=sock,
-                ssl=self.tls_context if secure else None,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if secure else None,
-                backlog=LISTEN_BACKLOG))
+    async def start(self, sock: socket.socket) -> None:
+        async def take(args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+            return await self._take(args, fds)
+        self.handovers = await ipc.serve(sock, {"session": ipc.takes_fds(take)})
 
-    def _accept(self, stream: Stream) -> None:
+    async def _take(self, args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """A connection handed over by the login process: serve it, or say no."""
+        given = await handover.receive(args, fds, self.auth)
+        if isinstance(given, bytes):  # the token was no good
+            return handover.refuse(err("Internal error, try again later.", "SYS/TEMP"), True)
         try:
-            slot = self.gate.admit(stream.peer, service="pop3")
+            slot = self.gate.admit(given.peer, service="pop3")
         except connlimits.Refused as e:
-            stream.write(REFUSED[e.reason])
-            stream.close()
-            return
-        conn = Connection(self, stream)
-        task = asyncio.get_running_loop().create_task(self._serve(conn))
+            given.sock.close()
+            return handover.refuse(REFUSED[e.reason], close=True)
+        user_slots: list[connlimits.Slot] = []
+
+        def admit(account: str) -> bool:
+            try:
+                user_slots.append(self.user_gate.admit(given.peer, account.lower(),
+                                                       user=account, service="pop3"))
+            except connlimits.Refused:
+                return False
+            return True
+        session = Session(None, self.open_maildrop, secure=given.secure, peer=given.peer,
+                          admit=admit)
+        first = await session.start(given.user)
+        if session.account is None:
+            slot.release()
+            given.sock.close()  # the login process keeps the client
+            return handover.refuse(first, close=session.closing)
+        loop = asyncio.get_running_loop()
+        started: list[Stream] = []
+        try:
+            await loop.connect_accepted_socket(lambda: Stream(started.append), given.sock)
+        except OSError:
+            given.sock.close()
+            with contextlib.suppress(Exception):
+                await session.close()
+            slot.release()
+            for s in user_slots:
+                s.release()
+            return handover.ACCEPTED  # the client is gone: nothing to hand back to
+        conn = Connection(self, started[0], session, given.peer)
+        conn.user_slot = user_slots[0] if user_slots else None
+        task = loop.create_task(self._serve(conn, first, given.pending))
         self.connections[task] = conn
 
         def done(t: asyncio.Task) -> None:
             self.connections.pop(t, None)
             slot.release()
         task.add_done_callback(done)
+        return handover.ACCEPTED
 
-    async def _serve(self, conn: Connection) -> None:
+    async def _serve(self, conn: Connection, first: bytes, pending: bytes) -> None:
         try:
-            await conn.run()
+            await conn.run(first, pending)
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -279,15 +293,17 @@ class POP3Server:
         1939: nothing is deleted); a command in progress finishes first, within
         the grace."""
         self.stopping = not retiring
-        await connections.end_all(self.servers, self.connections, retiring=retiring,
+        if self.handovers is not None:
+            await self.handovers.drain()
+        await connections.end_all([], self.connections, retiring=retiring,
                                   grace=STOP_GRACE, after_cancel=STOP_GRACE)
-        await self.auth.client.close()
+        await self.auth.close()
 
 
 async def main(ctx: ChildContext) -> None:
-    assert ctx.tls_pem is not None, "the parent hands the pop3 process its certificate"
-    server = POP3Server(ctx.cfg, tls.context_from_pem(ctx.tls_pem))
-    await server.start(ctx.sockets.get("pop3", []), ctx.sockets.get("pop3s", []))
+    server = POP3Server(ctx.cfg)
+    (sock,) = ctx.sockets["handover"]
+    await server.start(sock)
     log.get().info("ready")
     await ctx.stopping.wait()
     await server.stop(retiring=ctx.retiring)

@@ -6,6 +6,11 @@ the wire (STLS, the SASL exchange, closing). Passwords are checked by an
 `opener` that blocks and so runs in a worker thread. Both can be fakes, so
 the rules are tested without sockets or daemons.
 
+mdad runs the AUTHORIZATION state in the pop3-login process, whose session
+has a `handover` instead of an opener: a good password passes the
+connection to the pop3 process, which starts its own session there with
+`start(account)` (mda/login/handover.py).
+
 What a client can rely on:
 - numbers, sizes and UIDLs refer to the list taken at login, for the whole
   session; sizes are those of the CRLF bytes RETR sends;
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,15 +138,20 @@ def top_part(data: bytes, lines: int) -> bytes:
 
 
 class Session:
-    def __init__(self, authenticator: Authenticator, opener: Callable[[str], Drop], *,
+    def __init__(self, authenticator: Authenticator | None,
+                 opener: Callable[[str], Drop] | None, *,
                  secure: bool, plaintext_anyway: bool = False, peer: str = "",
-                 admit: Callable[[str], bool] | None = None) -> None:
+                 admit: Callable[[str], bool] | None = None,
+                 handover: Callable[[str], Awaitable[bytes]] | None = None) -> None:
         """plaintext_anyway: passwords are accepted in the clear (a loopback client
         with plaintext_on_loopback); secure: TLS is up (implicit, or after STLS);
-        admit(account): False when the account has too many sessions already."""
+        admit(account): False when the account has too many sessions already;
+        handover(account): pass the connection on after a good password, and
+        return b"" once it is gone or the reply to send when it came back."""
         self.authenticator = authenticator
         self.admit = admit
         self.opener = opener
+        self.handover = handover
         self.secure = secure
         self.plaintext_anyway = plaintext_anyway
         self.state = AUTHORIZATION
@@ -288,6 +298,7 @@ class Session:
         return await self._login(user, password, authzid)
 
     def _failed(self) -> bytes:
+        assert self.authenticator is not None
         self.auth_failures += 1
         if self.auth_failures >= self.authenticator.failures_per_connection:
             self.closing = True
@@ -295,6 +306,7 @@ class Session:
         return err("Authentication failed.", "AUTH")
 
     async def _login(self, user: str, password: str, authzid: str = "") -> bytes:
+        assert self.authenticator is not None
         try:
             account = await self.authenticator.check(user, password, authzid=authzid,
                                                      address=self.peer)
@@ -303,6 +315,14 @@ class Session:
             return err("Temporary authentication failure, try again later.", "SYS/TEMP")
         if account is None:
             return self._failed()
+        if self.handover is not None:
+            return await self.handover(account)
+        return await self.start(account)
+
+    async def start(self, account: str) -> bytes:
+        """Log the authenticated account in: the +OK, or the -ERR that says why
+        not (the state stays AUTHORIZATION then)."""
+        assert self.opener is not None
         if self.admit is not None and not self.admit(account):
             self.closing = True
             return err("Too many connections for this user from your address.", "SYS/TEMP")

@@ -19,8 +19,11 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges ne
 EXPECTED = {
     "mtad": {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
              "lookup": "mailpair-auth"},
-    "mdad": {"lmtp": "vmail", "imap": "vmail", "pop3": "vmail", "auth": "mailpair-auth"},
+    "mdad": {"lmtp": "vmail", "imap-login": "mailpair-login", "pop3-login": "mailpair-login",
+             "imap": "vmail", "pop3": "vmail", "auth": "mailpair-auth"},
 }
+MAIL_ROLES = ("imap", "pop3")
+LOGIN_ROLES = ("imap-login", "pop3-login")
 
 
 def status(pid: int) -> dict[str, list[str]]:
@@ -61,9 +64,11 @@ def test_only_the_lookup_processes_can_read_the_users_file(stack):
     assert can_read_as(users, "mailpair-auth")
     assert not can_read_as(users, "mailpair")  # smtp, queue, relay
     assert not can_read_as(users, "vmail")  # lmtp (and imap, pop3)
+    assert not can_read_as(users, "mailpair-login")  # imap-login, pop3-login
     # The network-facing children hold no descriptor of it or of the TLS key either.
     secret = {str(users), str(stack.root / "etc" / "key.pem")}
-    for daemon, name in (("mtad", "smtp"), ("mdad", "lmtp"), ("mdad", "imap"), ("mdad", "pop3")):
+    for daemon, name in (("mtad", "smtp"), ("mdad", "lmtp"), ("mdad", "imap"), ("mdad", "pop3"),
+                         ("mdad", "imap-login"), ("mdad", "pop3-login")):
         pid = stack.state(daemon)["children"][name]
         fds = os.listdir(f"/proc/{pid}/fd")
         targets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
@@ -141,3 +146,78 @@ def test_the_parents_parse_no_network_input(stack):
                             "print(sorted(m for m in sys.modules if m.startswith('aiosmtpd')))"],
                            cwd=ROOT, capture_output=True, text=True, check=True)
         assert r.stdout.strip() == "[]", (daemon, r.stdout)
+
+
+def listening_tcp_inodes() -> set[str]:
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    out.add(fields[9])
+    return out
+
+
+def fd_targets(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_the_mail_processes_hold_no_port_and_no_tls_key_the_login_processes_do(stack):
+    listening = listening_tcp_inodes()
+    children = stack.state("mdad")["children"]
+    for name in MAIL_ROLES:
+        targets = fd_targets(children[name])
+        held = {t for t in targets if t.startswith("socket:[") and t[8:-1] in listening}
+        assert not held, (name, held)
+        assert not any("mailpair-tls" in t or t.endswith("key.pem") for t in targets), name
+    for name in LOGIN_ROLES:
+        targets = fd_targets(children[name])
+        assert {t for t in targets if t.startswith("socket:[") and t[8:-1] in listening}, name
+    with open(f"/proc/{children['imap']}/maps") as f:  # nor was it ever handed one
+        assert "mailpair-tls" not in f.read()
+
+
+@root_only
+def test_the_login_user_cannot_read_mail_or_name_a_user(stack):
+    with stack.smtp() as s:
+        s.sendmail("s@remote.test", ["alice@example.test"], b"Subject: l\r\n\r\nx\r\n")
+    stack.wait_messages("alice@example.test", 1)
+    (msg,) = (stack.maildir("alice@example.test") / "new").iterdir()
+    assert can_read_as(msg, "vmail")
+    assert not can_read_as(msg, "mailpair-login")
+    # A compromised login process cannot hand a connection over for a user of its
+    # choosing: the mail process wants a token only the auth process gives out
+    # for a right password, and the login user cannot reach the socket that redeems them.
+    auth = str(stack.root / "run" / "mda" / "auth.sock")
+    script = f"""
+import asyncio, socket, sys
+from common import ipc
+async def main():
+    try:
+        await ipc.Client({auth!r}).call("redeem", token="x")
+        print("redeem reached")
+    except ipc.IPCError:
+        print("redeem unreachable")
+    a, b = socket.socketpair()
+    mail = ipc.Client({str(stack.root / "run" / "mda-login" / "imap-mail.sock")!r})
+    r, _ = await mail.call_fds("session", fds=[b.fileno()], token="forged",
+                               peer="192.0.2.1", secure=False, pending="", tag="a")
+    print("accepted" if r.get("accepted") else "refused")
+asyncio.run(main())
+"""
+    pw = pwd.getpwnam("mailpair-login")
+    r = subprocess.run([sys.executable, "-c", script], user=pw.pw_uid, cwd=ROOT,
+                       group=grp.getgrnam("mailpair-login").gr_gid, extra_groups=[],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["redeem", "unreachable", "refused"], (r.stdout, r.stderr)
+    # And vmail, the mail processes' user, cannot enter the login sockets' directory.
+    st = os.stat(stack.root / "run" / "mda-login")
+    assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o777) == (
+        0, "mailpair-login", 0o750)

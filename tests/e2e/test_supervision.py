@@ -17,7 +17,7 @@ from common.supervisor import EXIT_CANNOT_START, MAX_FAILED_STARTS
 from tests.conftest import ROOT, wait_for
 
 FATAL = "child cannot start, stopping the daemon"
-MDAD_ROLES = ("auth", "lmtp", "imap", "pop3")
+MDAD_ROLES = ("auth", "lmtp", "imap-login", "pop3-login", "imap", "pop3")
 
 
 def fatal_lines(log: str) -> list[str]:

@@ -82,3 +82,19 @@ def test_one_log_line_per_refusal(service) -> None:
     # (the users file's "loaded" line comes from UserDB, on first use)
     assert [e["event"] for e in logs if e["event"] != "loaded"] == [
         "login failed: address=192.0.2.7 user=nobody@example.test service=pop3"]
+
+
+def test_a_login_token_names_the_user_once(service) -> None:
+    svc, _ = service
+    wrong = asyncio.run(svc.login_auth({"user": ALICE, "password": "nope", "address": "192.0.2.9",
+                                        "service": "imap"}))
+    assert wrong == {"valid": False, "user": None}  # no token for a wrong password
+    good = asyncio.run(svc.login_auth({"user": ALICE, "password": PASSWORD,
+                                       "address": "192.0.2.9", "service": "imap"}))
+    assert good["valid"] and len(good["token"]) == 32
+    assert asyncio.run(svc.redeem({"token": good["token"]})) == {"user": ALICE}
+    assert asyncio.run(svc.redeem({"token": good["token"]})) == {"user": None}  # once
+    assert asyncio.run(svc.redeem({"token": "forged"})) == {"user": None}
+    # The login processes' socket answers auth alone; redeem is the mail processes'.
+    assert set(svc.login_handlers()) == {"auth"}
+    assert "redeem" in svc.handlers()

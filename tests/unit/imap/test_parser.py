@@ -471,3 +471,18 @@ def test_imap_like_noise_only_makes_events(parts: list[bytes], data: st.DataObje
 def test_after_any_line_without_literals_the_next_command_is_read(parts: list[bytes]) -> None:
     events = run([b"".join(parts) + b"\r\nzz NOOP\r\n"], SMALL)
     assert events[-1] == c.Noop("zz")
+
+
+def test_pause_after_login_leaves_what_follows_unread() -> None:
+    """The login process's reader: bytes behind LOGIN are for the mail process."""
+    r = CommandReader(pause_after=(c.Login,))
+    events = r.feed(b"a NOOP\r\nb LOGIN u p\r\nc SELECT INBOX\r\nd NOOP\r\n")
+    assert [type(e) for e in events] == [c.Noop, c.Login]
+    assert r.paused
+    assert r.take_buffered() == b"c SELECT INBOX\r\nd NOOP\r\n"
+    # A refused login: the bytes come back and the reader goes on with them.
+    r.feed(b"c SELECT INBOX\r\n")
+    assert [type(e) for e in r.resume()] == [c.Select]
+    # The mail process's reader does not pause there.
+    assert [type(e) for e in CommandReader().feed(b"b LOGIN u p\r\nc NOOP\r\n")] == [
+        c.Login, c.Noop]

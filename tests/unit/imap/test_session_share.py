@@ -61,7 +61,7 @@ def test_a_users_calls_run_at_most_threads_at_once_over_all_its_sessions() -> No
 
     async def main():
         shared = Shared()
-        sessions = [Session(None, None, None, SimpleNamespace(peer="test"))  # type: ignore[arg-type]
+        sessions = [Session(None, None, SimpleNamespace(peer="test"))  # type: ignore[arg-type]
                     for _ in range(3)]
         for s in sessions:
             s.share = await shared.acquire("u", 2, lambda: object())

@@ -177,3 +177,12 @@ def test_fuzz_any_split_gives_the_same_events(lines: list[bytes], cuts: list[int
 def test_fuzz_random_bytes_never_raise(data: bytes) -> None:
     events = drive([data[i:i + 97] for i in range(0, len(data), 97)])
     assert len(events) <= data.count(b"\n")
+
+
+def test_pause_after_pass_leaves_what_follows_unread() -> None:
+    r = CommandReader(pause_after=(P.Pass,))
+    events = r.feed(b"USER u\r\nPASS p\r\nSTAT\r\nQUIT\r\n")
+    assert [type(e) for e in events] == [P.User, P.Pass]
+    assert r.paused
+    assert r.take_buffered() == b"STAT\r\nQUIT\r\n"
+    assert [type(e) for e in CommandReader().feed(b"PASS p\r\nSTAT\r\n")] == [P.Pass, P.Stat]

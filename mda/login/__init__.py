@@ -1,0 +1,1 @@
+"""mdad's login processes: IMAP and POP3 before authentication (see service.py)."""
