@@ -20,6 +20,7 @@ dnspython's asyncio resolver, so the smtp process's event loop never waits.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass
 
@@ -27,9 +28,12 @@ from mta.checks.dnslookup import DNSLookup, DNSTempError, IPAddress
 from mta.checks.spf_macro import Facts, expand, truncate_domain, uses_p
 from mta.checks.spf_record import Directive, MacroString, SPFSyntaxError, is_spf, parse
 
-__all__ = ["MAX_LOOKUPS", "MAX_VOID", "SPFResult", "check_host", "check_sender"]
+__all__ = ["MAX_LOOKUPS", "MAX_VOID", "TIME_LIMIT", "SPFResult", "check_host", "check_sender"]
 
 MAX_LOOKUPS, MAX_VOID, MAX_MX, MAX_PTR = 10, 2, 10, 10
+# RFC 7208 4.6.4 allows an overall limit of no less than 20 s: ten slow lookups
+# must not hold a session for ten resolver timeouts.
+TIME_LIMIT = 20.0
 
 
 @dataclass(frozen=True)
@@ -194,23 +198,26 @@ class _Evaluation:
 
 
 async def check_host(dns: DNSLookup, ip: IPAddress | str, domain: str, sender: str,
-                     helo: str) -> tuple[str, str]:
+                     helo: str, time_limit: float = TIME_LIMIT) -> tuple[str, str]:
     """RFC 7208's check_host(): the result and a reason (for a comment)."""
     ip = _unmapped(ipaddress.ip_address(ip))
     ev = _Evaluation(dns, ip, sender, helo)
     try:
-        return await ev.check(domain), ev.reason
+        async with asyncio.timeout(time_limit):
+            return await ev.check(domain), ev.reason
     except _Fail as e:
         return e.result, e.reason
+    except TimeoutError:
+        return "temperror", f"no result within {time_limit:g} s"
 
 
-async def check_sender(dns: DNSLookup, ip: IPAddress | str, mailfrom: str,
-                       helo: str) -> SPFResult:
+async def check_sender(dns: DNSLookup, ip: IPAddress | str, mailfrom: str, helo: str,
+                       time_limit: float = TIME_LIMIT) -> SPFResult:
     """The MAIL FROM identity, or the HELO name's for a null sender (RFC 7208 2.4)."""
     local, at, domain = mailfrom.rpartition("@")
     if at and domain:
         sender = f"{local or 'postmaster'}@{domain}"
-        result, reason = await check_host(dns, ip, domain, sender, helo)
+        result, reason = await check_host(dns, ip, domain, sender, helo, time_limit)
         return SPFResult(result, domain.lower(), "mailfrom", mailfrom, reason)
-    result, reason = await check_host(dns, ip, helo, f"postmaster@{helo}", helo)
+    result, reason = await check_host(dns, ip, helo, f"postmaster@{helo}", helo, time_limit)
     return SPFResult(result, helo.lower(), "helo", helo, reason)

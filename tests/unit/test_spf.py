@@ -123,6 +123,15 @@ def test_timeout_is_temperror(dns):
     assert spf(dns, "203.0.113.9", "slowinc.test", timeout=1.0) == "temperror"
 
 
+def test_overall_time_limit_is_temperror(dns):
+    # The resolver would wait 5 s for slow.test; the whole check gives up first.
+    dns.zone["chain.test"] = {"TXT": ['"v=spf1 include:slow.test -all"']}
+    lookup = DNSLookup.configured([dns.address], 5.0)
+    result, reason = asyncio.run(check_host(lookup, "203.0.113.9", "chain.test", "a@chain.test",
+                                            "h.test", time_limit=0.5))
+    assert result == "temperror" and "0.5 s" in reason
+
+
 def test_sender_identity_and_null_sender_uses_helo(dns):
     lookup = DNSLookup.configured([dns.address], 2.0)
     got = asyncio.run(check_sender(lookup, "192.0.2.5", "bob@Pass.Test", "mx.client.test"))
