@@ -10,6 +10,6 @@ Authentication-Results header (RFC 8601) and filtering stays with the user.
 - `orgdomain`: the organisational domain (the Public Suffix List);
 - `dmarc`: policy discovery and identifier alignment over `dnslookup`;
 - `authresults`: the header we add, and the ones claiming our name that we remove;
-- `dnslookup`: the few DNS questions these checks ask, on dnspython's asyncio resolver.
+- `dnslookup`: the few DNS questions these checks ask, on dnspython's asyncio resolver;
 - `inbound`: all of them for one message, and the field put on its header.
 """
