@@ -70,6 +70,6 @@ def parse(text: str) -> Policy:
     if adkim not in ("r", "s") or aspf not in ("r", "s"):
         raise DMARCSyntaxError(f"bad alignment mode adkim={adkim!r} aspf={aspf!r}")
     pct = tags.get("pct", "100")
-    if not pct.isdigit() or not 0 <= int(pct) <= 100:
+    if not re.fullmatch(r"[0-9]{1,3}", pct) or int(pct) > 100:
         raise DMARCSyntaxError(f"bad pct={pct!r}")
     return Policy(p, sp, adkim, aspf, int(pct))

@@ -54,9 +54,13 @@ class _Fail(Exception):
 
 
 def _valid_domain(name: str) -> bool:
-    """A multi-label name with no empty or over-long label (RFC 7208 4.3)."""
+    """A multi-label name with no empty or over-long label (RFC 7208 4.3).
+
+    An address literal ([192.0.2.1], a HELO's or a MAIL FROM's) is no domain.
+    """
     labels = name.rstrip(".").split(".")
-    return (len(labels) > 1 and len(name) <= 253
+    return (len(labels) > 1 and len(name) <= 253 and "[" not in name
+            and not labels[-1].isdigit()
             and all(0 < len(label) <= 63 for label in labels))
 
 

@@ -110,13 +110,19 @@ def parse_macro(text: str, domain_spec: bool = True) -> MacroString:
         letter, digits, reverse, delims = m.groups()
         if letter.lower() not in letters:
             raise SPFSyntaxError(f"macro letter {letter!r} not allowed here")
-        if digits and int(digits) == 0:
-            raise SPFSyntaxError("macro digit transformer must be nonzero")
+        keep = None
+        if digits:
+            significant = digits.lstrip("0")
+            if not significant:
+                raise SPFSyntaxError("macro digit transformer must be nonzero")
+            # More parts than a 253-octet name can have is "all of them"; capping
+            # also keeps int() away from its limit on very long digit strings.
+            keep = int(significant) if len(significant) <= 3 else 999
         if literal:
             parts.append("".join(literal))
             literal = []
-        parts.append(Macro(letter.lower(), int(digits) if digits else None, bool(reverse),
-                           delims or ".", letter.isupper()))
+        parts.append(Macro(letter.lower(), keep, bool(reverse), delims or ".",
+                           letter.isupper()))
         i = m.end()
     if literal:
         parts.append("".join(literal))

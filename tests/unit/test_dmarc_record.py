@@ -19,7 +19,7 @@ def test_tags():
 @pytest.mark.parametrize("text", [
     "v=DMARC1", "v=DMARC1; p=bogus", "v=DMARC1; p=none; sp=x", "v=DMARC1; p=none; adkim=x",
     "v=DMARC1; p=none; pct=101", "v=DMARC1; p=none; garbage", "p=none; v=DMARC1",
-    "v=dmarc1; p=none",
+    "v=dmarc1; p=none", "v=DMARC1; p=none; pct=\u00b2", "v=DMARC1; p=none; pct=" + "1" * 5000,
 ])
 def test_broken_records(text):
     with pytest.raises(DMARCSyntaxError):

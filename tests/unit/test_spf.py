@@ -77,6 +77,8 @@ def spf(dns: DNSServer, ip: str, domain: str, sender: str = "", timeout: float =
     ("203.0.113.9", "nothing.test", "none"),  # NXDOMAIN
     ("203.0.113.9", "other.test", "none"),  # TXT, but no SPF record
     ("203.0.113.9", "single", "none"),  # not a multi-label domain
+    ("203.0.113.9", "[203.0.113.9]", "none"),  # an address literal
+    ("203.0.113.9", "1.2.3", "none"),  # numeric top label
     ("198.51.100.200", "a.test", "pass"),
     ("198.51.101.1", "a.test", "fail"),
     ("203.0.113.9", "mx.test", "pass"),

@@ -76,6 +76,13 @@ def test_ipv6_nibbles_and_url_escaping():
     assert expand(parse_macro("%{S}.example.com"), facts) == "a%20b%2Fc%40x.example.example.com"
 
 
+def test_long_digit_transformers():
+    assert parse_macro("%{d" + "0" * 4999 + "2}")[0].digits == 2
+    assert parse_macro("%{d" + "9" * 5000 + "}")[0].digits == 999
+    with pytest.raises(SPFSyntaxError):
+        parse_macro("%{d" + "0" * 5000 + "}")
+
+
 def test_long_names_lose_labels_from_the_left():
     name = ".".join(["a" * 60] * 5) + ".example.com"
     cut = truncate_domain(name)
