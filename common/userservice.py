@@ -112,7 +112,12 @@ class UserService:
 async def serve(ctx: ChildContext) -> None:
     service = UserService(ctx)
     (sock,) = ctx.sockets["ipc"]
-    server = await ipc.serve(sock, service.handlers())
+    servers = [await ipc.serve(sock, service.handlers())]
+    # A socket for a peer that only routes addresses (mtad's queue, for DSNs):
+    # it may ask where an address goes, not check a password.
+    for other in ctx.sockets.get("resolve", []):
+        servers.append(await ipc.serve(other, {"resolve": service.resolve}))
     log.get().info("ready")
     await ctx.stopping.wait()
-    await server.drain()
+    for server in servers:
+        await server.drain()
