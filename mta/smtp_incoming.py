@@ -46,6 +46,12 @@ ENVELOPE_FIELDS = ("sender", "created", "helo", "client", "auth_user", "body_8bi
 _background: set[asyncio.Task] = set()
 
 
+async def settle() -> None:
+    """Wait for the discards sent in the background (at shutdown, and in tests)."""
+    if _background:
+        await asyncio.wait(set(_background))
+
+
 def missing_fields(header: Header, qid: str, hostname: str) -> bytes:
     """Message-ID and Date for a submitted message that has none (RFC 6409 8.3, 8.4)."""
     added = b""
