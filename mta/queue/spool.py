@@ -244,7 +244,12 @@ def save(root: Path, env: Envelope) -> None:
     tmp = root / QUEUE / f"{env.id}.env.tmp"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    _write_synced(tmp, env.to_bytes())
+    try:
+        _write_synced(tmp, env.to_bytes())
+    except BaseException:  # a full disk: the old envelope stays, no partial one beside it
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
     os.replace(tmp, path)
     # Otherwise a crash could bring back the old envelope, and with it
     # recipients that were already delivered.
