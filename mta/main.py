@@ -53,6 +53,8 @@ def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
     spool.create_dirs(cfg.paths.spool)
     for d in (cfg.paths.spool, *(cfg.paths.spool / s for s in spool.SUBDIRS)):
         privileges.own(d, uid(queue_user), gid(queue_user), 0o700)
+    if queue_user is not None:
+        spool.give_to(cfg.paths.spool, queue_user.uid, queue_user.gid)
     root = 0 if privileges.can_drop() else None
     # Entered by children of four users with no group in common: the sockets'
     # owners and modes decide who may connect, and no one may list them.

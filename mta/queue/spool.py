@@ -65,6 +65,21 @@ def create_dirs(root: Path) -> None:
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
+def give_to(root: Path, uid: int, gid: int) -> int:
+    """Chown what is in the spool to the queue's user (a spool from a release
+    whose queue ran as the smtp user); returns how many entries were changed."""
+    changed = 0
+    for d in (root, *(root / sub for sub in SUBDIRS)):
+        with os.scandir(d) as entries:
+            for e in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    st = e.stat(follow_symlinks=False)
+                    if (st.st_uid, st.st_gid) != (uid, gid) and not e.is_symlink():
+                        os.chown(e.path, uid, gid, follow_symlinks=False)
+                        changed += 1
+    return changed
+
+
 def new_id() -> str:
     """Time-ordered and unique: 11 hex digits of microseconds, 6 random."""
     return f"{time.time_ns() // 1000 & 0xFFFFFFFFFFF:011X}{secrets.token_hex(3).upper()}"

@@ -12,12 +12,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
+from mta.queue import spool
+from mta.queue.envelope import LMTP, Envelope, Recipient
 from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
@@ -176,3 +180,20 @@ def test_each_child_holds_only_its_own_sockets_and_files(stack):
         else:
             # Not even a message smtp wrote or the relay read: those were handed and closed.
             assert in_spool == set(), (name, in_spool)
+
+
+def test_a_spool_the_smtp_user_owned_is_taken_over_by_the_queue_user(bare_stack):
+    """An upgrade: the queue of an older release ran as mailpair, so its files are mailpair's."""
+    stack = bare_stack
+    root = stack.root / "spool"
+    spool.create_dirs(root)
+    env = Envelope(id=spool.new_id(), sender="s@remote.test", created=time.time(),
+                   recipients=[Recipient("bob@example.test", "bob@example.test", LMTP)])
+    spool.inject(root, env, b"Subject: from before\r\n\r\nold\r\n")
+    for p in (root, *root.rglob("*")):
+        shutil.chown(p, SMTP, SMTP)
+    stack.start("mdad")
+    stack.start("mtad")
+    (got,) = stack.wait_messages("bob@example.test", 1, timeout=60)
+    assert b"from before" in got
+    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
