@@ -189,8 +189,9 @@ class MDAConfig:
     # as this user, who has no access to any mail (Dovecot's dovenull).
     login_user: str = "mailpair-login"
     login_group: str = "mailpair-login"
-    # Members of this group may hand mail over on the LMTP socket: the MTA's relay.
-    lmtp_group: str = "mailpair"
+    # The socket's group, the only one (besides its owner) that may hand mail
+    # over on LMTP: the MTA's relay, and not its smtp process.
+    lmtp_group: str = "mailpair-relay"
     # Maildir++ folders every new mailbox gets, with their SPECIAL-USE flag.
     folders: list[str] = field(
         default_factory=lambda: ["Sent", "Drafts", "Trash", "Junk", "Archive"]

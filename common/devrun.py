@@ -53,6 +53,9 @@ def _run_as() -> str:
 
 def config_text(var: Path) -> str:
     run_as = _run_as()
+    # The queue's and the relay's users too: the whole MTA as the current user.
+    mta_run_as = "".join(run_as.replace("user =", f"{role}user =").replace(
+        "group =", f"{role}group =") for role in ("", "queue_", "relay_"))
     return f"""\
 # Development configuration, written by `make run` (common/devrun.py) when missing.
 # Edit it freely; `make clean` removes it with the rest of var/.
@@ -81,7 +84,7 @@ submission = ["127.0.0.1:2587"]
 submissions = ["127.0.0.1:2465"]
 # Short intervals, so a failed delivery is retried while you watch.
 retry_schedule = [2, 5, 10, 30, 60, 300]
-{run_as}
+{mta_run_as}
 [mda]
 {run_as}lmtp_group = {_q(grp.getgrgid(os.getgid()).gr_name)}
 

@@ -295,8 +295,9 @@ class Supervisor:
         return 0
 
 
-def run_dir(path: Path, gid: int | None) -> Path:
-    """A daemon's private socket directory: its children may enter, no one else."""
+def run_dir(path: Path, gid: int | None, mode: int = 0o750) -> Path:
+    """A daemon's private socket directory: its children may enter, no one else
+    (with mode 0o711, anyone may enter and no one list: the sockets' modes decide)."""
     path.mkdir(parents=True, exist_ok=True)
-    privileges.own(path, 0 if gid is not None else None, gid, 0o750)
+    privileges.own(path, 0 if gid is not None else None, gid, mode)
     return path

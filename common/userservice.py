@@ -146,6 +146,10 @@ async def serve(ctx: ChildContext) -> None:
     servers = [await ipc.serve(sock, service.handlers())]
     for login in ctx.sockets.get("login", []):
         servers.append(await ipc.serve(login, service.login_handlers()))
+    # A socket for a peer that only routes addresses (mtad's queue, for DSNs):
+    # it may ask where an address goes, not check a password.
+    for other in ctx.sockets.get("resolve", []):
+        servers.append(await ipc.serve(other, {"resolve": service.resolve}))
     log.get().info("ready")
     await ctx.stopping.wait()
     for server in servers:

@@ -242,9 +242,9 @@ ensure_dir "$ETC/tls" root root 0755
 # Only the root parents read the key; they hand it to their children.
 [[ -f $ETC/tls/key.pem ]] && ensure_owner_mode "$ETC/tls/key.pem" root root 0600
 [[ -f $ETC/tls/cert.pem ]] && ensure_owner_mode "$ETC/tls/cert.pem" root root 0644
-ensure_dir "$SPOOL" "$MTA_USER" "$MTA_USER" 0700
+ensure_dir "$SPOOL" "$QUEUE_USER" "$QUEUE_USER" 0700
 for sub in incoming queue corrupt; do
-    ensure_dir "$SPOOL/$sub" "$MTA_USER" "$MTA_USER" 0700
+    ensure_dir "$SPOOL/$sub" "$QUEUE_USER" "$QUEUE_USER" 0700
 done
 ensure_dir "$MAIL" "$MDA_USER" "$MDA_USER" 0700
 # /run/mailpair is made by systemd (RuntimeDirectory=), its run/mta and

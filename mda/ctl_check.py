@@ -94,6 +94,10 @@ def _check_system_users(cfg: config.Config, r: _Report) -> None:
               "privileges and every process runs as the current user")
         return
     wanted = [("mta.user", cfg.mta.user, True), ("mta.group", cfg.mta.group, False),
+              ("mta.queue_user", cfg.mta.queue_user, True),
+              ("mta.queue_group", cfg.mta.queue_group, False),
+              ("mta.relay_user", cfg.mta.relay_user, True),
+              ("mta.relay_group", cfg.mta.relay_group, False),
               ("mda.user", cfg.mda.user, True), ("mda.group", cfg.mda.group, False),
               ("auth.user", cfg.auth.user, True), ("auth.group", cfg.auth.group, False),
               ("mda.lmtp_group", cfg.mda.lmtp_group, False)]
@@ -102,7 +106,7 @@ def _check_system_users(cfg: config.Config, r: _Report) -> None:
         if (_user(name) if is_user else _group(name)) is None:
             kind = "user" if is_user else "group"
             r.add(ERROR, "system users", f"{key}: the {kind} {name!r} does not exist "
-                  "(deploy/install.sh creates mailpair, vmail and mailpair-auth)")
+                  "(deploy/install.sh creates it)")
             missing = True
     if not missing:
         names = sorted({name for _, name, _ in wanted})
@@ -301,9 +305,10 @@ def run(config_path: str | Path) -> list[Finding]:
     _check_system_users(cfg, r)
     _check_users_and_aliases(cfg, r)
     _check_tls(cfg, r)
-    _check_dir(cfg.paths.spool, "spool", cfg.mta.user, cfg.mta.group, r)
+    _check_dir(cfg.paths.spool, "spool", cfg.mta.queue_user, cfg.mta.queue_group, r)
     for sub in SPOOL_SUBDIRS:
         if cfg.paths.spool.is_dir():
-            _check_dir(cfg.paths.spool / sub, "spool", cfg.mta.user, cfg.mta.group, r)
+            _check_dir(cfg.paths.spool / sub, "spool", cfg.mta.queue_user, cfg.mta.queue_group,
+                       r)
     _check_dir(cfg.paths.mail, "mail", cfg.mda.user, cfg.mda.group, r)
     return r.findings

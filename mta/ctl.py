@@ -29,7 +29,7 @@ def load(path: str) -> config.Config:
 
 def ask(cfg: config.Config, op: str, **args: Any) -> dict[str, Any]:
     async def call() -> dict[str, Any]:
-        client = ipc.Client(cfg.paths.run / "mta" / "queue.sock", timeout=10)
+        client = ipc.Client(cfg.paths.run / "mta" / "control.sock", timeout=10)
         try:
             return await client.call(op, **args)
         finally:

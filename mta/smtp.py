@@ -8,10 +8,7 @@ AUTH. Port 465 is the same with TLS from the first byte (RFC 8314).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import ssl
-import time
 
 from common import child, connlimits, descriptors, ipc, log, tls
 from common.child import ChildContext
@@ -19,15 +16,9 @@ from common.config import Config
 from common.smtpguard import Guard, GuardedSMTP
 from common.smtpserver import Sessions
 from common.supervisor import LISTEN_BACKLOG
-from mta.queue import spool
 from mta.smtp_session import MX, SUBMISSION, SUBMISSIONS, Handler, SubmissionHandler
 
 STOP_GRACE = 30.0
-# A file in incoming/ lives while its DATA arrives, and is touched at least
-# once a minute then (or its client falls silent for the session timeout and
-# is cut off); one this old was left by a process that died (another smtp
-# process, started by a reload, may be writing its own files right now).
-STALE_INCOMING = 600.0
 # A connection that could not be accepted for want of descriptors.
 NO_DESCRIPTORS = b"421 4.3.2 Server too busy, try again later\r\n"
 
@@ -60,29 +51,8 @@ def factory(cfg: Config, kind: str, handler: Handler, context: ssl.SSLContext,
     return lambda: GuardedSMTP(handler, auth_required=True, auth_require_tls=False, **common)
 
 
-def clean_incoming(cfg: Config) -> None:
-    """What a dead smtp process left in incoming/ was never acknowledged: it may go."""
-    inc = cfg.paths.spool / spool.INCOMING
-    now = time.time()
-    for name in os.listdir(inc):
-        with contextlib.suppress(FileNotFoundError):
-            if now - (inc / name).stat().st_mtime < max(STALE_INCOMING,
-                                                        2 * cfg.mta.session_timeout):
-                continue
-            qid = name.partition(".")[0]
-            spool.discard_incoming(cfg.paths.spool, qid)
-            log.get().info("discarded an unacknowledged message", queue_id=qid)
-
-
-async def clean_incoming_now_and_then(cfg: Config) -> None:
-    while True:
-        await asyncio.to_thread(clean_incoming, cfg)
-        await asyncio.sleep(STALE_INCOMING / 2)
-
-
 async def main(ctx: ChildContext) -> None:
     cfg = ctx.cfg
-    cleaner = asyncio.create_task(clean_incoming_now_and_then(cfg))
     assert ctx.tls_pem is not None, "the parent hands the smtp process its certificate"
     context = tls.context_from_pem(ctx.tls_pem)
     sessions = Sessions()
@@ -108,7 +78,6 @@ async def main(ctx: ChildContext) -> None:
     # Transactions in flight finish (their 250 means the message is ours);
     # idle sessions are told 421 and closed.
     await sessions.stop(STOP_GRACE, drain=ctx.retiring)
-    cleaner.cancel()
     log.get().info("stopped")
 
 

@@ -1,43 +1,55 @@
-"""One message arriving over SMTP, written into the spool as its DATA comes.
+"""One message arriving over SMTP, streamed into the queue as its DATA comes.
 
 `Incoming` is the `MessageSink` (common/smtpdata.py) that the session's
-handler opens before the 354: it creates the spool file and writes our
-Received header, takes the client's header (refusing a message that has
-travelled too far, adding Message-ID and Date on submission) and body in
-pieces, and at the end makes the message ours exactly as a whole one was:
-the message and its envelope fsynced, then the queue's commit, then 250.
+handler opens before the 354: it asks the queue for a message file (the
+queue's `open`, mta/queue/intake.py: an id and a write-only descriptor; this
+process has no right to the spool), writes our Received header, takes the
+client's header (refusing a message that has travelled too far, adding
+Message-ID and Date on submission) and body in pieces, and at the end hands
+the envelope over with the queue's `commit`, which makes the message durable
+before it answers; only then does the client hear 250.
 
 Writes go to a worker thread in pieces of up to `FLUSH_SIZE`, so a session
 holds at most that much of its body. A full disk (or quota) while writing is
 remembered, the rest of the data is read and dropped, and the reply is
-452 4.3.1 with the partial file removed.
+452 4.3.1 with the partial file removed (the queue's `discard`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
+import os
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from email.utils import formatdate
-from pathlib import Path
 
 from common import ipc, log
 from common.msgheader import Header
-from mta.queue import spool
+from common.unixchan import close_fds
 from mta.queue.envelope import Envelope
+from mta.queue.intake import storage_reply
 
 FLUSH_SIZE = 64 * 1024
 # A file in incoming/ is touched at least this often while its client sends,
-# so the smtp process's cleaner can tell it from one left by a dead process.
+# so the queue's cleaner can tell it from one left by a dead process.
 FLUSH_INTERVAL = 60.0
 
-NO_ROOM_REPLY = "452 4.3.1 Insufficient system storage, try again later"
-LOCAL_ERROR_REPLY = "451 4.3.0 Local error in processing, try again later"
+QUEUE_DOWN_REPLY = "451 4.3.0 Queue unavailable, try again later"
 HOPS_REPLY = "554 5.4.6 Too many hops"
+# What a commit may carry: the queue keeps its own counts and states.
+ENVELOPE_FIELDS = ("sender", "created", "helo", "client", "auth_user", "body_8bit", "smtputf8")
+
+# Discards sent from synchronous code, kept until they are done.
+_background: set[asyncio.Task] = set()
 
 
-def storage_reply(error: OSError) -> str:
-    return NO_ROOM_REPLY if error.errno in (errno.ENOSPC, errno.EDQUOT) else LOCAL_ERROR_REPLY
+async def settle() -> None:
+    """Wait for the discards sent in the background (at shutdown, and in tests)."""
+    if _background:
+        await asyncio.wait(set(_background))
 
 
 def missing_fields(header: Header, qid: str, hostname: str) -> bytes:
@@ -51,8 +63,45 @@ def missing_fields(header: Header, qid: str, hostname: str) -> bytes:
     return added
 
 
+def commit_fields(env: Envelope) -> dict[str, object]:
+    fields: dict[str, object] = {k: getattr(env, k) for k in ENVELOPE_FIELDS}
+    fields["recipients"] = [{k: v for k, v in asdict(r).items()
+                             if k in ("address", "original", "route")} for r in env.recipients]
+    return fields
+
+
+class DropFile:
+    """The write-only descriptor the queue handed over: write..., then close.
+
+    Blocking; callable from any thread. A lock keeps the calls in order, so
+    a close that comes while a write runs in another thread waits for it
+    (and never closes a descriptor that the write still uses).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.size = 0
+        self._fd: int | None = fd
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._fd is None:
+                raise ValueError("the message file is closed")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            self.size += len(data)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
 class Incoming:
-    def __init__(self, root: Path, env: Envelope, queue: ipc.Client, *, rcpts: list[str],
+    def __init__(self, env: Envelope, queue: ipc.Client, *, rcpts: list[str],
                  hop_limit: int, complete_for: str | None, listener: str) -> None:
         """`complete_for`: our hostname, on submission, for the fields it adds."""
         self.env = env
@@ -61,22 +110,29 @@ class Incoming:
         self.hop_limit = hop_limit
         self.complete_for = complete_for
         self.listener = listener
-        self.file = spool.IncomingFile(root, env.id)
-        self.log = log.get().bind(queue_id=env.id)
+        self.file: DropFile | None = None
+        self.log = log.get()
         self._buf = bytearray()
         self._flushed = time.monotonic()
         self._error: OSError | None = None
         self._committing = False
         self._note: dict[str, object] = {}
 
-    async def open(self, received: bytes) -> str | None:
-        """Create the file and write our Received header; a reply if that fails."""
+    async def open(self, received: Callable[[Envelope], bytes]) -> str | None:
+        """Get the message file from the queue and start it with our Received
+        header (made by received() once the id is known); a reply if that fails."""
         try:
-            await asyncio.to_thread(self.file.open)
-        except OSError as e:
-            self.log.error("spooling failed", error=str(e))
-            return storage_reply(e)
-        self._buf += received
+            result, fds = await self.queue.call_fds("open")
+        except ipc.IPCError as e:
+            self.log.error("queue unavailable", error=str(e))
+            return QUEUE_DOWN_REPLY
+        if "reply" in result or len(fds) != 1 or "id" not in result:
+            close_fds(fds)
+            return str(result.get("reply") or QUEUE_DOWN_REPLY)
+        self.env.id = str(result["id"])
+        self.file = DropFile(fds[0])
+        self.log = self.log.bind(queue_id=self.env.id)
+        self._buf += received(self.env)
         return None
 
     async def header(self, header: Header) -> str | None:
@@ -102,7 +158,7 @@ class Incoming:
     async def _flush(self) -> None:
         data, self._buf = bytes(self._buf), bytearray()
         self._flushed = time.monotonic()
-        if self._error is not None or not data:
+        if self._error is not None or not data or self.file is None:
             return
         try:
             await asyncio.to_thread(self.file.write, data)
@@ -111,11 +167,14 @@ class Incoming:
             self._error = e
 
     def _write_last(self, data: bytes) -> None:
-        """The rest of the message, then the fsyncs: one trip to a thread, not two."""
-        if data:
-            self.file.write(data)
+        """The rest of the message and the close: one trip to a thread, not two."""
+        assert self.file is not None
+        try:
+            if data:
+                self.file.write(data)
+        finally:
+            self.file.close()
         self.env.size = self.file.size
-        self.file.finish(self.env)
 
     async def finish(self) -> str:
         data, self._buf = bytes(self._buf), bytearray()
@@ -131,12 +190,16 @@ class Incoming:
         try:
             self._committing = True
             # Sent again if a reload replaced the queue process before it answered.
-            await self.queue.call("commit", idempotent=True, id=self.env.id)
+            result = await self.queue.call("commit", idempotent=True, id=self.env.id,
+                                           envelope=commit_fields(self.env))
         except ipc.IPCError as e:
             self.log.error("commit failed", error=str(e))
             self._committing = False
             await self.drop("commit failed")
-            return "451 4.3.0 Queue unavailable, try again later"
+            return QUEUE_DOWN_REPLY
+        if "reply" in result:  # refused by the queue, which removed the file
+            self._log_not_taken(str(result["reply"]))
+            return str(result["reply"])
         env = self.env
         self.log.info("accepted", sender=env.sender, size=env.size,
                       rcpts=self.rcpts, client=env.client,
@@ -146,10 +209,19 @@ class Incoming:
     async def drop(self, reason: str) -> None:
         """A refused message's file is gone before the client hears the refusal."""
         if self._committing:
-            return  # the queue may have it: what it did not take, the cleaner removes
+            return  # the queue may have it: what it did not take, its cleaner removes
         self._buf = bytearray()
         self._log_not_taken(reason)
-        await asyncio.to_thread(self.file.discard)
+        await self._discard()
+
+    async def _discard(self) -> None:
+        if self.file is None:
+            return
+        await asyncio.to_thread(self.file.close)  # after any write still running
+        try:
+            await self.queue.call("discard", idempotent=True, id=self.env.id)
+        except ipc.IPCError as e:  # what is left, the queue's cleaner removes
+            self.log.warning("discard failed", error=str(e))
 
     def _log_not_taken(self, reason: str) -> None:
         self.log.info("message not taken", reason=reason, client=self.env.client,
@@ -157,15 +229,18 @@ class Incoming:
 
     def discard(self, reason: str) -> None:
         """For a transaction that ends without a reply (lost connection, a
-        refusal at the header): the file goes in a thread, not awaited."""
+        refusal at the header): the file goes in the background, not awaited."""
         self._buf = bytearray()
         if self._committing:
             # The queue may have the message already; what it did not take,
-            # the cleaner of incoming/ removes.
+            # its cleaner of incoming/ removes.
             return
         self._log_not_taken(reason)
-        # In a thread, after any write still running there (the file's lock).
         try:
-            asyncio.get_running_loop().run_in_executor(None, self.file.discard)
-        except RuntimeError:  # the loop is closing: no thread to ask
-            self.file.discard()
+            task = asyncio.get_running_loop().create_task(self._discard())
+        except RuntimeError:  # the loop is closing: the queue's cleaner removes it
+            if self.file is not None:
+                self.file.close()
+            return
+        _background.add(task)
+        task.add_done_callback(_background.discard)

@@ -1,8 +1,9 @@
 """The MTA's rules for one SMTP session, as aiosmtpd handler hooks.
 
 Who may send to whom (never an open relay), password checks (asked of the
-lookup process), and, before the 354, the spool file that DATA streams into
-(mta/smtp_incoming.py, which commits it before the 250 goes out).
+lookup process), the spool's free-space reserve at MAIL FROM
+(mta/queue/space.py), and, before the 354, the message file that DATA
+streams into (mta/smtp_incoming.py, which commits it before the 250 goes out).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from common import ipc, log, sasl, senders
 from common.config import Config
-from mta.queue import spool
+from mta.queue import space
 from mta.queue.envelope import LMTP, Recipient
 from mta.queue.envelope import SMTP as SMTP_ROUTE
 from mta.queue.envelope import Envelope as QueueEnvelope
@@ -34,6 +35,15 @@ def received_header(env: QueueEnvelope, hostname: str, tls: bool, rcpt: str | No
         lines.append(f"\tfor <{rcpt}>")
     lines[-1] += f"; {formatdate(localtime=False, usegmt=False)}"
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def announced_size(options: list[str]) -> int:
+    """The SIZE= of MAIL FROM (RFC 1870), 0 when absent or not a number."""
+    for o in options:
+        key, _, value = o.partition("=")
+        if key.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _peer_ip(session: Session) -> str:
@@ -60,6 +70,13 @@ class Handler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
+        # Refused here rather than after the data (RFC 1870 6.1: 452 at MAIL).
+        refused = space.refusal(self.cfg.paths.spool, self.cfg.mta.max_message_size,
+                                announced_size(options))
+        if refused:
+            self.log.warning("spool below its free-space reserve: MAIL refused",
+                             client=_peer_ip(session), listener=self.kind)
+            return refused
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Ok"
@@ -95,7 +112,7 @@ class Handler:
         targets = list({r.address: r for r in envelope.targets}.values())  # type: ignore[attr-defined]
         options = [o.upper() for o in envelope.mail_options]
         env = QueueEnvelope(
-            id=spool.new_id(), sender=sender, recipients=targets, created=time.time(),
+            id="", sender=sender, recipients=targets, created=time.time(),
             helo=session.host_name or "", client=_peer_ip(session),
             auth_user=session.auth_data if session.authenticated else None,
             body_8bit="BODY=8BITMIME" in options, smtputf8=bool(envelope.smtp_utf8),
@@ -104,13 +121,14 @@ class Handler:
         tls = transport is not None and transport.get_extra_info("ssl_object") is not None
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         incoming = Incoming(
-            self.cfg.paths.spool, env, self.queue, rcpts=list(envelope.rcpt_tos),
+            env, self.queue, rcpts=list(envelope.rcpt_tos),
             hop_limit=self.cfg.limits.hop_count, listener=self.kind,
             # RFC 6409 8: a submission server completes what a client left out.
             complete_for=None if self.kind == MX else self.cfg.hostname,
         )
         try:
-            refused = await incoming.open(received_header(env, self.cfg.hostname, tls, single))
+            refused = await incoming.open(
+                lambda env: received_header(env, self.cfg.hostname, tls, single))
         except BaseException:
             incoming.discard("connection lost during DATA")
             raise

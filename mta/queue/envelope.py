@@ -38,6 +38,9 @@ class Envelope:
     last_error: str = ""
     held: bool = False  # by the administrator: not tried until released
     delay_warned: bool = False  # the sender was told once that it is late
+    # Failed recipients whose DSN is not queued yet (it met a full disk):
+    # the message stays until it is, so no bounce is lost.
+    unreported: list[str] = field(default_factory=list)
 
     def pending(self, route: str | None = None) -> list[Recipient]:
         return [r for r in self.recipients

@@ -1,11 +1,14 @@
 """mtad's queue process: commits messages, schedules deliveries, retries, bounces.
 
-The smtp process asks it to `commit` a message it has written to
-incoming/; the queue then hands each due message to the relay process, its
-local recipients in one hand-over and the others one per domain, all at
-once, and records every recipient's answer in the envelope before anything
-else. Failures that are final, and the end of the queue lifetime, make a
-DSN to the sender (bounce.py).
+The smtp process hands messages in over queue.sock (intake.py: open,
+commit, discard, nothing else); the administrator's requests come over
+control.sock, which only root may enter (control.py). The queue hands each
+due message to the relay process as a read-only descriptor, its local
+recipients in one hand-over and the others one per domain, all at once, and
+records every recipient's answer in the envelope before anything else.
+Failures that are final, and the end of the queue lifetime, make a DSN to
+the sender (bounce.py); a message leaves the spool only once its DSN is
+queued, so a DSN that meets a full disk is tried again, not lost.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import os
 import time
-from typing import Any
 
 from common import child, ipc, log
 from common.child import ChildContext
@@ -22,6 +25,7 @@ from mta.queue import scheduler, spool
 from mta.queue.bounce import Bounces
 from mta.queue.control import Control
 from mta.queue.envelope import DELIVERED, FAILED, LMTP, SMTP, Envelope
+from mta.queue.intake import Intake
 from mta.queue.limits import DomainSlots
 
 # How long one hand-over to the relay may take before it counts as failed:
@@ -32,6 +36,8 @@ SMTP_TIMEOUT = 3600.0
 # are per route and per destination domain, below.
 ACTIVE_LIMIT = 10000
 STOP_GRACE = 10.0
+# How soon a DSN that could not be written (a full disk) is tried again, at most.
+DSN_RETRY = 60.0
 
 
 class Queue:
@@ -42,7 +48,7 @@ class Queue:
         self.stopping = ctx.stopping
         run = cfg.paths.run / "mta"
         self.relay = ipc.Client(run / "relay.sock", timeout=RELAY_TIMEOUT)
-        self.bounces = Bounces(cfg, ipc.Client(run / "lookup.sock", timeout=30))
+        self.bounces = Bounces(cfg, ipc.Client(run / "lookup-queue.sock", timeout=30))
         self.envs: dict[str, Envelope] = {}
         self.heap: list[tuple[float, str]] = []
         self.inflight: set[str] = set()
@@ -70,19 +76,14 @@ class Queue:
 
     # -- requests ------------------------------------------------------------
 
-    async def op_commit(self, req: dict[str, Any]) -> dict[str, Any]:
-        qid = str(req.get("id", ""))
-        if not spool.valid_id(qid):
-            raise ValueError(f"bad queue id {qid!r}")
-        env = await asyncio.to_thread(spool.commit, self.root, qid)
-        if qid in self.envs:
-            return {}  # sent again after a reload; this process loaded it from the spool
+    async def committed(self, env: Envelope) -> None:
+        if env.id in self.envs:
+            return  # sent again after a reload; this process loaded it from the spool
         self.log.info(
-            "queued", queue_id=qid, sender=env.sender, size=env.size,
+            "queued", queue_id=env.id, sender=env.sender, size=env.size,
             nrcpt=len(env.recipients), client=env.client, auth_user=env.auth_user,
         )
         self.schedule(env, time.time())
-        return {}
 
     # -- delivery ------------------------------------------------------------
 
@@ -90,8 +91,13 @@ class Queue:
                          rcpts: list[str]) -> tuple[dict[str, str], dict[str, str]]:
         timeout = RELAY_TIMEOUT if route == LMTP else SMTP_TIMEOUT
         try:
-            reply = await self.relay.call(
-                "deliver", timeout=timeout, id=env.id, route=route, domain=domain,
+            # The relay reads the message from this descriptor: it has no right to the spool.
+            fd = await asyncio.to_thread(spool.open_message, self.root, env.id)
+        except OSError as e:
+            return {a: f"451 4.3.0 message file unreadable: {e}" for a in rcpts}, {}
+        try:
+            reply, _ = await self.relay.call_fds(
+                "deliver", fds=[fd], timeout=timeout, id=env.id, route=route, domain=domain,
                 sender=env.sender, recipients=rcpts, body_8bit=env.body_8bit,
                 smtputf8=env.smtputf8,
             )
@@ -99,6 +105,8 @@ class Queue:
             return replies, {a: str(h) for a, h in reply.get("remote", {}).items()}
         except (ipc.IPCError, KeyError, AttributeError) as e:
             return {a: f"451 4.4.0 relay process unavailable: {e}" for a in rcpts}, {}
+        finally:
+            os.close(fd)
 
     async def _group(self, env: Envelope, route: str, domain: str | None, rcpts: list[str],
                      record: asyncio.Lock) -> None:
@@ -134,33 +142,63 @@ class Queue:
         failed_now = [r for r in env.recipients
                       if r.state == FAILED and r.address in pending_before]
         now = time.time()
+        if not env.done and not scheduler.reschedule(env, now, self.cfg.mta.retry_schedule,
+                                                     self.cfg.mta.queue_lifetime):
+            failed_now = [r for r in env.recipients
+                          if r.state == FAILED and r.address in pending_before]
+            for r in failed_now:
+                if r.last_reply.startswith("4.4.7"):
+                    self.log.warning("expired", queue_id=env.id, rcpt=r.address,
+                                     reply=r.last_reply)
+        # Noted before the DSN is tried: what is not reported yet keeps the message.
+        env.unreported += [r.address for r in failed_now if r.address not in env.unreported]
+        reported = await self._report_failed(env)
         if env.done:
-            await self._tell(self.bounces.failed, env, failed_now)
-            await self._remove(env)
+            if reported:
+                await self._remove(env)
+            else:
+                await self._keep_for_dsn(env)
             return
-        if not scheduler.reschedule(env, now, self.cfg.mta.retry_schedule,
-                                    self.cfg.mta.queue_lifetime):
-            expired = [r for r in env.recipients
-                       if r.state == FAILED and r.address in pending_before]
-            for r in expired:
-                self.log.warning("expired", queue_id=env.id, rcpt=r.address, reply=r.last_reply)
-            await self._tell(self.bounces.failed, env, expired)
-            await self._remove(env)
-            return
-        await self._tell(self.bounces.failed, env, failed_now)
-        if scheduler.delay_warning_due(env, now, self.cfg.relay.delay_warning):
-            await self._tell(self.bounces.delayed, env, env.pending())
+        if scheduler.delay_warning_due(env, now, self.cfg.relay.delay_warning) and \
+                await self._tell(self.bounces.delayed, env, env.pending()):
             env.delay_warned = True
         await asyncio.to_thread(spool.save, self.root, env)
         self.log.info("deferred", queue_id=env.id, attempts=env.attempts,
                       retry_in_s=round(env.next_try - now, 1))
         self.schedule(env, env.next_try)
 
-    async def _tell(self, make, env: Envelope, recipients: list) -> None:
-        """Queue a DSN (make: Bounces.failed or .delayed) and schedule it at once."""
-        dsn = await make(env, recipients)
+    async def _tell(self, make, env: Envelope, recipients: list) -> bool:
+        """Queue a DSN (make: Bounces.failed or .delayed) and schedule it at once;
+        False when it could not be written (the spool's disk is full)."""
+        try:
+            dsn = await make(env, recipients)
+        except OSError as e:
+            self.log.warning("DSN not written; tried again later", queue_id=env.id,
+                             rcpts=[r.address for r in recipients], error=str(e))
+            return False
         if dsn is not None:
             self.schedule(dsn, time.time())
+        return True
+
+    async def _report_failed(self, env: Envelope) -> bool:
+        """The DSN for env.unreported; True once nothing is left to report."""
+        if not env.unreported:
+            return True
+        waiting = set(env.unreported)
+        if not await self._tell(self.bounces.failed, env,
+                                [r for r in env.recipients if r.address in waiting]):
+            return False
+        env.unreported = []
+        return True
+
+    async def _keep_for_dsn(self, env: Envelope) -> None:
+        """Every recipient is done, but a DSN is still owed: keep the message until it is made."""
+        env.next_try = time.time() + min(DSN_RETRY, self.cfg.mta.retry_schedule[0])
+        try:
+            await asyncio.to_thread(spool.save, self.root, env)
+        except OSError as e:  # the same full disk: the copy in memory is tried again
+            self.log.warning("envelope not saved", queue_id=env.id, error=str(e))
+        self.schedule(env, env.next_try)
 
     async def _remove(self, env: Envelope) -> None:
         await asyncio.to_thread(spool.remove, self.root, env.id)
@@ -174,8 +212,11 @@ class Queue:
             r.state, r.last_reply, r.remote_mta = FAILED, reason, ""
             self.log.info("delivery", queue_id=env.id, rcpt=r.address, state=FAILED,
                           reply=reason)
-        await self._tell(self.bounces.failed, env, failed)
-        await self._remove(env)
+        env.unreported += [r.address for r in failed if r.address not in env.unreported]
+        if await self._report_failed(env):
+            await self._remove(env)
+        else:
+            await self._keep_for_dsn(env)
         self.wake.set()
         return [r.address for r in failed]
 
@@ -217,13 +258,21 @@ async def main(ctx: ChildContext) -> None:
     # deliveries: two schedulers on one spool would deliver twice.
     lock = await spool.lock_exclusive(q.root, timeout=STOP_GRACE * 3)
     q.load()
+    intake = Intake(q.cfg, q.committed)
+    # queue.sock, which smtp may enter, offers only the intake; the
+    # administrator's requests come over control.sock (root's alone).
     (sock,) = ctx.sockets["ipc"]
-    server = await ipc.serve(sock, {"commit": q.op_commit, **Control(q).handlers()})
+    (control_sock,) = ctx.sockets["control"]
+    server = await ipc.serve(sock, intake.handlers())
+    control = await ipc.serve(control_sock, Control(q).handlers())
+    cleaner = asyncio.create_task(intake.clean_now_and_then())
     runner = asyncio.create_task(q.run())
     stop = asyncio.create_task(ctx.stopping.wait())
     log.get().info("ready", queued=len(q.envs))
     await asyncio.wait([runner, stop], return_when=asyncio.FIRST_COMPLETED)
     q.wake.set()
+    cleaner.cancel()
+    await control.drain()
     await server.drain()
     if q.tasks:
         # Replies already received are recorded by the tasks; what is still

@@ -1,13 +1,18 @@
 """The spool on the filesystem: one file for the message, one for the envelope.
 
-    incoming/<id>.msg, <id>.env   written and fsynced by the smtp process
+    incoming/<id>.msg             created by the queue process, written by smtp
+    incoming/<id>.env             written by the queue process at commit
     queue/<id>.msg, <id>.env      renamed in by the queue process (commit)
 
-The smtp process writes a message's .msg as its DATA arrives (`IncomingFile`:
-our Received header first, then the client's bytes), so no session holds a
-whole message in memory. At the end of DATA it fsyncs the .msg, then writes
-and fsyncs the .env; a transaction that fails (too big, refused, a full
-disk, the client gone) removes both instead.
+The spool belongs to the queue's user alone. The smtp process never opens
+a path in it: it asks the queue to create a message file (`create_incoming`)
+and is handed a write-only descriptor of it (mta/queue/intake.py), into which
+it streams our Received header and then the client's bytes as DATA arrives,
+so no session holds a whole message in memory. At the end of DATA the queue
+fsyncs the .msg, writes and fsyncs the .env (`seal_incoming`), and commits;
+a transaction that fails (too big, refused, a full disk, the client gone)
+removes both instead. The relay is handed a read-only descriptor of a
+queued .msg (`open_message`) and never opens a spool path either.
 
 A message is committed when its envelope is in queue/ and the directory is
 fsynced; only then may the client hear 250. The .msg file is renamed first,
@@ -16,10 +21,10 @@ so an .env in queue/ always has its message beside it, and a .msg with no
 
 Crash cases: a process that dies in the middle of DATA, or between writing
 and commit, leaves files in incoming/ that were never acknowledged: the
-smtp process removes those it finds untouched for a while (a file being
-written is touched at least once a minute while its client sends). A
-commit cut short leaves a .msg in queue/ without its .env, which load()
-removes; an .env in queue/ is always complete (written, fsynced, renamed).
+queue removes those it finds untouched for a while (a file being written is
+touched at least once a minute while its client sends). A commit cut short
+leaves a .msg in queue/ without its .env, which load() removes; an .env in
+queue/ is always complete (written, fsynced, renamed).
 """
 
 from __future__ import annotations
@@ -58,6 +63,21 @@ async def lock_exclusive(root: Path, timeout: float) -> object:
 def create_dirs(root: Path) -> None:
     for sub in SUBDIRS:
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def give_to(root: Path, uid: int, gid: int) -> int:
+    """Chown what is in the spool to the queue's user (a spool from a release
+    whose queue ran as the smtp user); returns how many entries were changed."""
+    changed = 0
+    for d in (root, *(root / sub for sub in SUBDIRS)):
+        with os.scandir(d) as entries:
+            for e in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    st = e.stat(follow_symlinks=False)
+                    if (st.st_uid, st.st_gid) != (uid, gid) and not e.is_symlink():
+                        os.chown(e.path, uid, gid, follow_symlinks=False)
+                        changed += 1
+    return changed
 
 
 def new_id() -> str:
@@ -161,6 +181,41 @@ def discard_incoming(root: Path, qid: str) -> None:
             (root / INCOMING / (qid + suffix)).unlink()
 
 
+def create_incoming(root: Path, qid: str) -> int:
+    """A new, empty message file in incoming/, open write-only: the descriptor smtp gets."""
+    return os.open(root / INCOMING / f"{qid}.msg", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def incoming_size(root: Path, qid: str) -> int:
+    """The size of an uncommitted message file; FileNotFoundError if there is none."""
+    return os.stat(root / INCOMING / f"{qid}.msg").st_size
+
+
+def is_committed(root: Path, qid: str) -> bool:
+    return (root / QUEUE / f"{qid}.env").exists()
+
+
+def seal_incoming(root: Path, env: Envelope) -> None:
+    """fsync a message another process wrote, then write and fsync its envelope beside it.
+
+    fsync through a descriptor of our own: it flushes the file, whoever wrote it.
+    """
+    fd = os.open(root / INCOMING / f"{env.id}.msg", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path = root / INCOMING / f"{env.id}.env"
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # left by a commit cut short: written again whole
+    try:
+        _write_synced(path, env.to_bytes())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+
+
 def commit(root: Path, qid: str) -> Envelope:
     """Move a message from incoming/ into the queue, durably.
 
@@ -193,13 +248,23 @@ def message_path(root: Path, qid: str) -> Path:
     return root / QUEUE / f"{qid}.msg"
 
 
+def open_message(root: Path, qid: str) -> int:
+    """A read-only descriptor of a queued message, to hand to the relay."""
+    return os.open(message_path(root, qid), os.O_RDONLY)
+
+
 def save(root: Path, env: Envelope) -> None:
     """Replace the envelope atomically (the message file never changes)."""
     path = root / QUEUE / f"{env.id}.env"
     tmp = root / QUEUE / f"{env.id}.env.tmp"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    _write_synced(tmp, env.to_bytes())
+    try:
+        _write_synced(tmp, env.to_bytes())
+    except BaseException:  # a full disk: the old envelope stays, no partial one beside it
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
     os.replace(tmp, path)
     # Otherwise a crash could bring back the old envelope, and with it
     # recipients that were already delivered.

@@ -3,15 +3,19 @@
 Local domains go over LMTP to the MDA; other domains over SMTP to their MX
 hosts (or the smarthost). The queue asks once per message and route, and
 for SMTP once per destination domain; the answer is a reply per recipient.
+The message comes as a read-only descriptor with the request: the relay
+runs as its own user, with no right to the spool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from common import child, ipc, log
 from common.child import ChildContext
+from common.unixchan import close_fds
 from mta.queue import spool
 from mta.queue.envelope import LMTP
 from mta.relay.lmtp import LMTPPool
@@ -25,12 +29,18 @@ class Relay:
         self.outbound = Outbound(ctx.cfg)
         self.log = log.get()
 
-    async def op_deliver(self, req: dict[str, Any]) -> dict[str, Any]:
-        qid = str(req["id"])
-        if not spool.valid_id(qid):
-            raise ValueError(f"bad queue id {qid!r}")
+    @ipc.takes_fds
+    async def op_deliver(self, req: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        try:
+            if len(fds) != 1:
+                raise ValueError(f"deliver needs the message's descriptor, {len(fds)} came")
+            qid = str(req["id"])
+            if not spool.valid_id(qid):
+                raise ValueError(f"bad queue id {qid!r}")
+            message = await asyncio.to_thread(read_all, fds[0])
+        finally:
+            close_fds(fds)
         recipients = [str(r) for r in req["recipients"]]
-        message = await asyncio.to_thread(spool.message_path(self.cfg.paths.spool, qid).read_bytes)
         body_8bit, smtputf8 = bool(req.get("body_8bit")), bool(req.get("smtputf8"))
         if req.get("route") != LMTP:
             domain = str(req.get("domain") or recipients[0].rpartition("@")[2]).lower()
@@ -46,6 +56,15 @@ class Relay:
         for rcpt, reply in replies.items():
             self.log.debug("lmtp reply", queue_id=qid, rcpt=rcpt, reply=reply)
         return {"replies": replies}
+
+
+def read_all(fd: int) -> bytes:
+    """The whole message, from the start whatever the descriptor's offset."""
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 async def main(ctx: ChildContext) -> None:

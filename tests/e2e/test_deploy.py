@@ -173,10 +173,10 @@ EXPECTED = {
     "etc/mailpair.toml": ("root", "root", "0644"),
     "etc/users": ("root", "mailpair-auth", "0640"),
     "etc/aliases": ("root", "mailpair-auth", "0640"),
-    "spool": ("mailpair", "mailpair", "0700"),
-    "spool/incoming": ("mailpair", "mailpair", "0700"),
-    "spool/queue": ("mailpair", "mailpair", "0700"),
-    "spool/corrupt": ("mailpair", "mailpair", "0700"),
+    "spool": ("mailpair-queue", "mailpair-queue", "0700"),
+    "spool/incoming": ("mailpair-queue", "mailpair-queue", "0700"),
+    "spool/queue": ("mailpair-queue", "mailpair-queue", "0700"),
+    "spool/corrupt": ("mailpair-queue", "mailpair-queue", "0700"),
     "mail": ("vmail", "vmail", "0700"),
     "units/mta.service": ("root", "root", "0644"),
     "units/mda.service": ("root", "root", "0644"),
@@ -191,7 +191,8 @@ def test_install_sh(tmp_path: Path) -> None:
     r = install(tmp_path)
     assert "Next steps" in r.stdout and "systemctl enable --now mda mta" in r.stdout
 
-    for name in ("mailpair", "vmail", "mailpair-auth"):
+    for name in ("mailpair", "mailpair-queue", "mailpair-relay", "vmail", "mailpair-login",
+                 "mailpair-auth"):
         for db in ("passwd", "group"):
             got = subprocess.run(["getent", db, name], capture_output=True, text=True)
             assert got.returncode == 0, f"getent {db} {name}"

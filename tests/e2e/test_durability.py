@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -159,34 +158,4 @@ def test_bad_config_stops_startup_naming_the_key(tmp_path, daemon, text, key):
     assert str(cfg) in r.stderr and key in r.stderr, r.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_full_spool_answers_452_and_keeps_serving(bare_stack):
-    stack = bare_stack
-    spool = stack.root / "spool"
-    spool.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(spool)], check=True)
-    try:
-        stack.start("mdad")
-        stack.start("mtad")
-        filler = spool / "filler"
-        with open(filler, "wb") as f:  # leave room for small messages only
-            free = os.statvfs(spool).f_bavail * os.statvfs(spool).f_frsize
-            f.write(b"\0" * max(0, free - 64 * 1024))
-        big = b"Subject: big\r\n\r\n" + (b"y" * 500 + b"\r\n") * 400  # ~200 KB
-        with stack.smtp() as s:
-            s.ehlo()
-            s.mail("s@remote.test")
-            s.rcpt("alice@example.test")
-            code, msg = s.data(big)
-            assert code == 452 and msg.startswith(b"4.3.1"), msg
-            # Nothing half-written is left behind, and small mail still goes through.
-            assert list((spool / "incoming").iterdir()) == []
-            s.sendmail("s@remote.test", ["alice@example.test"], b"X-Seq: 1\r\n\r\nsmall\r\n")
-        stack.wait_messages("alice@example.test", 1)
-        filler.unlink()
-        with stack.smtp() as s:
-            s.sendmail("s@remote.test", ["alice@example.test"], big)
-        stack.wait_messages("alice@example.test", 2)
-    finally:
-        stack.stop_all()
-        subprocess.run(["umount", "-l", str(spool)], check=False)
+# A full spool: tests/e2e/test_spool_full.py.

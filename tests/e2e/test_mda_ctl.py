@@ -258,6 +258,10 @@ group = "{MY_GROUP}"
 [mta]
 user = "{ME}"
 group = "{MY_GROUP}"
+queue_user = "{ME}"
+queue_group = "{MY_GROUP}"
+relay_user = "{ME}"
+relay_group = "{MY_GROUP}"
 [mda]
 user = "{ME}"
 group = "{MY_GROUP}"

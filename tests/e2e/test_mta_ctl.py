@@ -73,8 +73,8 @@ def test_status_lists_processes_with_their_users(stack):
     assert set(st["children"]) == {"smtp", "queue", "relay", "lookup"}
     if os.geteuid() == 0:
         users = {name: c["user"] for name, c in st["children"].items()}
-        assert users == {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
-                         "lookup": "mailpair-auth"}
+        assert users == {"smtp": "mailpair", "queue": "mailpair-queue",
+                         "relay": "mailpair-relay", "lookup": "mailpair-auth"}
 
 
 def test_list_shows_the_last_error_and_bounce_returns_the_mail(bare_stack):

@@ -17,7 +17,7 @@ from tests.conftest import ROOT, Stack, wait_for
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 
 EXPECTED = {
-    "mtad": {"smtp": "mailpair", "queue": "mailpair", "relay": "mailpair",
+    "mtad": {"smtp": "mailpair", "queue": "mailpair-queue", "relay": "mailpair-relay",
              "lookup": "mailpair-auth"},
     "mdad": {"lmtp": "vmail", "imap-login": "mailpair-login", "pop3-login": "mailpair-login",
              "imap": "vmail", "pop3": "vmail", "auth": "mailpair-auth"},
@@ -62,7 +62,8 @@ def test_only_the_lookup_processes_can_read_the_users_file(stack):
     shutil.chown(users, "root", "mailpair-auth")
     users.chmod(0o640)
     assert can_read_as(users, "mailpair-auth")
-    assert not can_read_as(users, "mailpair")  # smtp, queue, relay
+    for user in ("mailpair", "mailpair-queue", "mailpair-relay"):  # smtp, queue, relay
+        assert not can_read_as(users, user), user
     assert not can_read_as(users, "vmail")  # lmtp (and imap, pop3)
     assert not can_read_as(users, "mailpair-login")  # imap-login, pop3-login
     # The network-facing children hold no descriptor of it or of the TLS key either.
@@ -84,11 +85,17 @@ def test_what_the_parents_create_has_the_owners_of_the_roles(stack):
     def owner(p):
         st = os.stat(p)
         return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, st.st_mode & 0o777
-    assert owner(stack.root / "spool" / "queue") == ("mailpair", "mailpair", 0o700)
-    assert owner(stack.root / "spool" / "incoming") == ("mailpair", "mailpair", 0o700)
+    for d in ("", "queue", "incoming", "corrupt"):
+        assert owner(stack.root / "spool" / d) == ("mailpair-queue", "mailpair-queue", 0o700), d
     assert owner(stack.root / "mail") == ("vmail", "vmail", 0o700)
-    assert owner(stack.lmtp_socket) == ("vmail", "mailpair", 0o660)
-    assert owner(stack.root / "run" / "mta" / "lookup.sock") == ("mailpair-auth", "mailpair", 0o660)
+    assert owner(stack.lmtp_socket) == ("vmail", "mailpair-relay", 0o660)
+    run = stack.root / "run" / "mta"
+    assert owner(run) == ("root", "root", 0o711)
+    assert owner(run / "lookup.sock") == ("mailpair-auth", "mailpair", 0o660)
+    assert owner(run / "lookup-queue.sock") == ("mailpair-auth", "mailpair-queue", 0o660)
+    assert owner(run / "queue.sock") == ("mailpair-queue", "mailpair", 0o660)
+    assert owner(run / "control.sock") == ("root", "root", 0o600)
+    assert owner(run / "relay.sock") == ("mailpair-queue", "mailpair-queue", 0o600)
     assert owner(stack.root / "run" / "mda" / "auth.sock") == ("mailpair-auth", "vmail", 0o660)
     with stack.smtp() as s:
         s.sendmail("s@remote.test", ["carol@example.test"], b"Subject: o\r\n\r\nx\r\n")

@@ -120,12 +120,12 @@ def test_smarthost_with_auth_over_starttls(net):
     # The provider lets its customer rob send as the customer's own domain.
     net.configure_remote(send_as={ROB: ["@example.test"]})
     remote = net.start_remote()
-    # As in /etc/mailpair: readable by the relay process (mailpair), not by everyone.
+    # As in /etc/mailpair: readable by the relay process (mailpair-relay), not by everyone.
     secret = net.sender.root / "etc" / "smarthost-password"
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o640)
     if os.geteuid() == 0:
-        shutil.chown(secret, "root", "mailpair")
+        shutil.chown(secret, "root", "mailpair-relay")
     host, port = remote.address("submission")
     sender = net.start_sender(smarthost=f"{host}:{port}", smarthost_user=ROB,
                               smarthost_password_file=str(secret))

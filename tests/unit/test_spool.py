@@ -212,6 +212,43 @@ def test_save_over_a_leftover_tmp(root):
     assert loaded == [env]
 
 
+def test_save_on_a_full_disk_keeps_the_old_envelope_and_leaves_no_tmp(root, monkeypatch):
+    env = committed(root, make_env())
+    before = (root / spool.QUEUE / f"{env.id}.env").read_bytes()
+
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(spool, "_write_all", full)
+    env.attempts = 5
+    with pytest.raises(OSError):
+        spool.save(root, env)
+    assert files(root / spool.QUEUE) == [f"{env.id}.env", f"{env.id}.msg"]
+    assert (root / spool.QUEUE / f"{env.id}.env").read_bytes() == before
+
+
+def test_seal_and_commit_a_message_another_process_wrote(root):
+    env = make_env()
+    fd = spool.create_incoming(root, env.id)
+    try:
+        os.write(fd, b"Subject: x\r\n\r\nbody\r\n")
+    finally:
+        os.close(fd)
+    assert spool.incoming_size(root, env.id) == 20
+    assert not spool.is_committed(root, env.id)
+    spool.seal_incoming(root, env)
+    assert spool.commit(root, env.id) == env
+    assert spool.is_committed(root, env.id)
+    assert files(root / spool.INCOMING) == []
+    fd = spool.open_message(root, env.id)
+    try:
+        assert os.read(fd, 100) == b"Subject: x\r\n\r\nbody\r\n"
+        with pytest.raises(OSError):
+            os.write(fd, b"x")  # read-only: the relay cannot change it
+    finally:
+        os.close(fd)
+
+
 def test_remove_deletes_both_files(root):
     keep = committed(root, make_env())
     env = committed(root, make_env())
