@@ -199,3 +199,25 @@ def test_arc_result_goes_into_the_field(dns, sender_keys, forwarder_key):
     v = asyncio.run(check_received(_lookup(dns), "mail.example.org", "198.51.100.7",
                                    "lists.test", "alice@sender.test", sealed))
     assert v.arc == "pass" and v.field.endswith(b"\tarc=pass\r\n")
+
+
+def test_verification_waits_for_dns_off_the_event_loop(dns, sender_keys):
+    dns.zone["s1-rsa._domainkey.sender.test"] = TIMEOUT
+
+    async def run():
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        got = await dkimverify.verify(_lookup(dns), _signed(sender_keys))
+        ticker.cancel()
+        return got, ticks
+
+    got, ticks = asyncio.run(run())
+    assert [r.result for r in got] == ["pass", "temperror"]
+    assert ticks >= 10  # the loop ran on through the 1 s timeout
