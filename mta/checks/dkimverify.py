@@ -13,7 +13,8 @@ Each signature gets one result, as RFC 8601 2.7.1 names them:
 - permerror: no usable key at <s>._domainkey.<d> (none, or not a key), a key
   below 1024 bits, rsa-sha1 (RFC 8301 3.1), or a signature dkimpy refuses
   (a required tag missing, expired, i= outside d=);
-- neutral: a signature field that is not a tag list, or that dkimpy fails on;
+- neutral: a signature field that is not a tag list, or that dkimpy fails on
+  (one neutral result stands for all when dkimpy cannot read the header at all);
 - temperror: DNS did not answer (timeout, SERVFAIL): asking later may pass.
 
 With the result go header.d, header.s, header.a and header.b: the b= value's
@@ -32,6 +33,7 @@ from collections.abc import Callable
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from common.msgheader import Header
 from mta.checks.dmarc import DKIMResult
 from mta.checks.dnslookup import DNSLookup, DNSTempError
 
@@ -135,7 +137,12 @@ def _result(d: dkim.DKIM, idx: int, tags: dict[bytes, bytes] | None,
 def verify_sync(message: bytes, lookup: TxtFunc,
                 limit: int = MAX_SIGNATURES) -> list[DKIMResult]:
     """The results of the first `limit` signatures, top first; blocking (DNS via `lookup`)."""
-    d = dkim.DKIM(message, minkey=1024)
+    try:
+        d = dkim.DKIM(message, minkey=1024)
+    except Exception as e:  # a header section dkimpy cannot split into fields
+        if not Header.of(message).has("dkim-signature"):
+            return []
+        return [DKIMResult("neutral", "", reason=f"message not verifiable: {e}")]
     raws = [v for n, v in d.headers if n.lower() == b"dkim-signature"][:limit]
     tags = [_tags(r) for r in raws]
     prefixes = signature_prefixes([re.sub(r"\s+", "", _text(t.get(b"b"))) if t else ""

@@ -114,6 +114,16 @@ def test_an_unparsable_signature_is_neutral_and_rsa_sha1_permerror(dns, sender_k
     assert [r.result for r in results(dns, sha1)] == ["pass", "permerror"]
 
 
+def test_a_header_dkimpy_cannot_read_is_neutral_or_none(dns):
+    bad = b"DKIM-Signature: v=1; d=sender.test\r\nno colon here\r\n" + MESSAGE
+    got = results(dns, bad)
+    assert [r.result for r in got] == ["neutral"] and "not verifiable" in got[0].reason
+    assert results(dns, b"no colon here\r\n" + MESSAGE) == []
+    assert arc_result(dns, b"no colon here\r\n" + MESSAGE).result == "none"
+    arc_bad = b"ARC-Seal: i=1; cv=none\r\nno colon here\r\n" + MESSAGE
+    assert arc_result(dns, arc_bad).result == "fail"
+
+
 def test_signatures_beyond_the_limit_are_not_verified(dns, sender_keys):
     one = _signed(sender_keys)
     ed25519 = b"DKIM-Signature:" + one.split(b"DKIM-Signature:")[1]
