@@ -45,19 +45,17 @@ B_PREFIX = 8
 TxtFunc = Callable[..., bytes | None]
 
 
-class _Lookup:
-    """dkimpy's dnsfunc, from a worker thread, through the resolver on `loop`."""
+class _Answers:
+    """dkimpy's dnsfunc around a fetch: each name asked once, and the answers kept
+    so that a False from dkimpy can be told apart (a bad key or a bad signature)."""
 
-    def __init__(self, dns: DNSLookup, loop: asyncio.AbstractEventLoop) -> None:
-        self.dns, self.loop = dns, loop
-        self.answers: dict[bytes, bytes | None] = {}  # a name asked again is not asked again
+    def __init__(self, fetch: TxtFunc) -> None:
+        self.fetch = fetch
+        self.answers: dict[bytes, bytes | None] = {}
 
     def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
         if name not in self.answers:
-            text = name.decode("ascii", "replace")  # a non-ASCII name cannot exist: NXDOMAIN
-            future = asyncio.run_coroutine_threadsafe(self.dns.txt(text), self.loop)
-            records = future.result()  # the resolver's lifetime bounds the wait
-            self.answers[name] = _key_record(records)
+            self.answers[name] = self.fetch(name)
         return self.answers[name]
 
 
@@ -72,7 +70,14 @@ def _key_record(records: list[str] | None) -> bytes | None:
 
 
 def txt_func(dns: DNSLookup, loop: asyncio.AbstractEventLoop) -> TxtFunc:
-    return _Lookup(dns, loop)
+    """A TXT lookup for a worker thread, asked by the resolver on `loop`."""
+
+    def fetch(name: bytes, timeout: float = 5) -> bytes | None:
+        text = name.decode("ascii", "replace")  # a non-ASCII name cannot exist: NXDOMAIN
+        future = asyncio.run_coroutine_threadsafe(dns.txt(text), loop)
+        return _key_record(future.result())  # the resolver's lifetime bounds the wait
+
+    return fetch
 
 
 def _tags(raw: bytes) -> dict[bytes, bytes] | None:
@@ -97,7 +102,7 @@ def _text(v: bytes | None) -> str:
     return (v or b"").decode("ascii", "replace").strip()
 
 
-def _key_is_unusable(lookup: _Lookup, tags: dict[bytes, bytes]) -> str:
+def _key_is_unusable(lookup: _Answers, tags: dict[bytes, bytes]) -> str:
     """Why the key record is unusable, or "" when it was fine (so the signature was bad)."""
     name = tags.get(b"s", b"") + b"._domainkey." + tags.get(b"d", b"") + b"."
     if name not in lookup.answers:
@@ -110,7 +115,7 @@ def _key_is_unusable(lookup: _Lookup, tags: dict[bytes, bytes]) -> str:
 
 
 def _result(d: dkim.DKIM, idx: int, tags: dict[bytes, bytes] | None,
-            lookup: _Lookup) -> tuple[str, str]:
+            lookup: _Answers) -> tuple[str, str]:
     if tags is None:
         return "neutral", "signature is not a tag=value list"
     if tags.get(b"a", b"").strip().lower() == b"rsa-sha1":
@@ -134,9 +139,10 @@ def _result(d: dkim.DKIM, idx: int, tags: dict[bytes, bytes] | None,
     return ("permerror", reason) if reason else ("fail", "signature did not verify")
 
 
-def verify_sync(message: bytes, lookup: TxtFunc,
+def verify_sync(message: bytes, fetch: TxtFunc,
                 limit: int = MAX_SIGNATURES) -> list[DKIMResult]:
-    """The results of the first `limit` signatures, top first; blocking (DNS via `lookup`)."""
+    """The results of the first `limit` signatures, top first; blocking (DNS via `fetch`)."""
+    lookup = _Answers(fetch)
     try:
         d = dkim.DKIM(message, minkey=1024)
     except Exception as e:  # a header section dkimpy cannot split into fields
@@ -159,5 +165,5 @@ def verify_sync(message: bytes, lookup: TxtFunc,
 async def verify(dns: DNSLookup, message: bytes,
                  limit: int = MAX_SIGNATURES) -> list[DKIMResult]:
     """Every signature's result (none: an empty list), off the event loop."""
-    lookup = txt_func(dns, asyncio.get_running_loop())
-    return await asyncio.to_thread(verify_sync, message, lookup, limit)
+    fetch = txt_func(dns, asyncio.get_running_loop())
+    return await asyncio.to_thread(verify_sync, message, fetch, limit)

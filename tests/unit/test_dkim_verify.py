@@ -7,6 +7,8 @@ import asyncio
 import authres
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mta.checks import arcverify, dkimverify
 from mta.checks.dkimverify import signature_prefixes
@@ -122,6 +124,38 @@ def test_a_header_dkimpy_cannot_read_is_neutral_or_none(dns):
     assert arc_result(dns, b"no colon here\r\n" + MESSAGE).result == "none"
     arc_bad = b"ARC-Seal: i=1; cv=none\r\nno colon here\r\n" + MESSAGE
     assert arc_result(dns, arc_bad).result == "fail"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"DKIM-Signature:", b"ARC-Seal:", b"ARC-Message-Signature:", b""]),
+       st.binary(max_size=300))
+def test_no_header_makes_the_verifiers_raise(name, junk):
+    message = name + junk + b"\r\n" + MESSAGE
+
+    def no_dns(qname, timeout=5):
+        return None
+
+    for r in dkimverify.verify_sync(message, no_dns):
+        assert r.result in ("fail", "permerror", "neutral")
+    assert arcverify.verify_sync(message, no_dns).result in ("none", "fail")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_a_damaged_signature_is_a_result_never_an_exception(sender_keys, data):
+    signed = _signed(sender_keys)
+    end = signed.index(b"\r\nDKIM-Signature:")  # within the first (Ed25519) signature
+    at = data.draw(st.integers(15, end))
+    cut = data.draw(st.integers(0, 40))
+    damaged = signed[:at] + data.draw(st.binary(max_size=20)) + signed[at + cut:]
+    records = {f"s1-{k.algorithm}._domainkey.sender.test.".encode(): k.txt_record().encode()
+               for k in sender_keys}
+
+    def fetch(qname, timeout=5):
+        return records.get(qname)
+
+    got = dkimverify.verify_sync(damaged, fetch)
+    assert all(r.result in ("pass", "fail", "permerror", "neutral") for r in got)
 
 
 def test_signatures_beyond_the_limit_are_not_verified(dns, sender_keys):
