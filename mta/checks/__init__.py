@@ -1,4 +1,4 @@
-"""Checks of inbound mail: SPF, DMARC and the Authentication-Results header.
+"""Checks of inbound mail: SPF, DKIM, DMARC, ARC and the Authentication-Results header.
 
 Each check reports, none rejects: the results go into one
 Authentication-Results header (RFC 8601) and filtering stays with the user.
@@ -8,6 +8,8 @@ Authentication-Results header (RFC 8601) and filtering stays with the user.
 - `spf`: check_host() over `dnslookup`, with the lookup limits;
 - `dmarc_record`: the DMARC record's tags (RFC 7489 section 6.3), no I/O;
 - `orgdomain`: the organisational domain (the Public Suffix List);
+- `dkimverify`: every DKIM signature's result (dkimpy, in a thread, DNS through `dnslookup`);
+- `arcverify`: the ARC chain's result (RFC 8617), likewise;
 - `dmarc`: policy discovery and identifier alignment over `dnslookup`;
 - `authresults`: the header we add, and the ones claiming our name that we remove;
 - `dnslookup`: the few DNS questions these checks ask, on dnspython's asyncio resolver;

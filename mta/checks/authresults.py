@@ -2,7 +2,7 @@
 
     Authentication-Results: mail.example.org;
         spf=pass (example.com: ip4 matched) smtp.mailfrom=alice@example.com;
-        dkim=pass header.d=example.com header.s=sel1;
+        dkim=pass header.d=example.com header.s=sel1 header.a=ed25519-sha256 header.b=Ab3dx9Qz;
         dmarc=pass (p=reject sp=quarantine) header.from=example.com;
         arc=none
 
@@ -102,8 +102,9 @@ def build(authserv: str, spf: SPFResult | None, dkim: Iterable[DKIMResult] = (),
         infos.append(_resinfo("spf", spf.result, spf.reason, [(prop, spf.sender)]))
     sigs = list(dkim)
     for sig in sigs:
-        infos.append(_resinfo("dkim", sig.result, "",
-                              [("header.d", sig.domain), ("header.s", sig.selector)]))
+        infos.append(_resinfo("dkim", sig.result, sig.reason,
+                              [("header.d", sig.domain), ("header.s", sig.selector),
+                               ("header.a", sig.algorithm), ("header.b", sig.b)]))
     if not sigs:
         infos.append("dkim=none")
     if dmarc is not None:

@@ -39,6 +39,9 @@ class DKIMResult:
     result: str
     domain: str  # d=
     selector: str = ""  # s=
+    algorithm: str = ""  # a=
+    b: str = ""  # the start of b=, enough to tell the signatures apart (RFC 6008)
+    reason: str = ""  # why it did not pass, for the comment
 
 
 @dataclass(frozen=True)
