@@ -106,8 +106,11 @@ class WithFds:
 def takes_fds(handler: Callable[[dict[str, Any], list[int]], Awaitable[Any]]) -> Handler:
     """Mark a handler that wants the descriptors sent with its request: it is
     called as handler(args, fds) and owns them (closes what it keeps no use for)."""
-    handler._takes_fds = True  # type: ignore[attr-defined]
-    return handler  # type: ignore[return-value]
+    # A wrapper carries the mark, so a bound method (which takes no attributes) can be marked too.
+    async def wrapped(args: dict[str, Any], fds: list[int]) -> Any:
+        return await handler(args, fds)
+    wrapped._takes_fds = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[return-value]
 
 
 class Server:

@@ -225,9 +225,7 @@ class POP3Server:
                         user=account)
 
     async def start(self, sock: socket.socket) -> None:
-        async def take(args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-            return await self._take(args, fds)
-        self.handovers = await ipc.serve(sock, {"session": ipc.takes_fds(take)})
+        self.handovers = await ipc.serve(sock, {"session": ipc.takes_fds(self._take)})
 
     async def _take(self, args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         """A connection handed over by the login process: serve it, or say no."""

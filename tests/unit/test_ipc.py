@@ -283,3 +283,31 @@ async def _descriptors(sock_path: Path, tmp_path: Path) -> None:
 
 def test_descriptors_go_both_ways_with_their_frames(tmp_path: Path) -> None:
     asyncio.run(_descriptors(tmp_path / "t.sock", tmp_path))
+
+
+class _Taker:
+    async def take(self, args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        (fd,) = fds
+        try:
+            return {"size": os.fstat(fd).st_size, "who": args["who"]}
+        finally:
+            os.close(fd)
+
+
+async def _bound_method(sock_path: Path, tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_bytes(b"12345")
+    server = await ipc.serve(ipc.bind_unix(sock_path), {"take": ipc.takes_fds(_Taker().take)})
+    client = ipc.Client(sock_path, timeout=5)
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        assert await client.call_fds("take", fds=[fd], who="x") == ({"size": 5, "who": "x"}, [])
+    finally:
+        os.close(fd)
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_bound_method_can_take_descriptors(tmp_path: Path) -> None:
+    asyncio.run(_bound_method(tmp_path / "t.sock", tmp_path))
