@@ -36,7 +36,7 @@ from common.config import Config, parse_listen
 from mta.dkim import keys
 
 __all__ = ["MTA_STS_MAX_AGE", "Record", "default_selector", "domain_records", "mta_sts_id",
-           "mta_sts_policy", "ptr_name", "zone"]
+           "mta_sts_policy", "ptr_name", "ptr_records", "zone"]
 
 TTL = 3600
 MTA_STS_MAX_AGE = 604800  # one week, RFC 8461 3.2's example; short while in "testing"
@@ -132,6 +132,11 @@ def domain_records(cfg: Config, domain: str, addresses: list[str]) -> list[Recor
         if name != host:
             out.append(Record(name, "CNAME", f"{host}.", optional=True))
     return out
+
+
+def ptr_records(cfg: Config, addresses: list[str]) -> list[Record]:
+    """What the addresses' owners must publish: checked, printed only as comments."""
+    return [Record(ptr_name(a), "PTR", f"{cfg.hostname.lower()}.") for a in addresses]
 
 
 def zone(cfg: Config, domain: str, records: list[Record], addresses: list[str]) -> str:

@@ -20,6 +20,7 @@ public key octets>", at <selector>._domainkey.<domain>.
 from __future__ import annotations
 
 import base64
+import grp
 import os
 import re
 import stat
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = ["ALGORITHMS", "DKIMKey", "DKIMKeyError", "generate", "key_path", "load", "selectors",
-           "txt_name", "txt_record", "txt_strings"]
+           "share_with_group", "txt_name", "txt_record", "txt_strings"]
 
 ALGORITHMS = ("ed25519", "rsa")  # the file suffixes, in the order we sign
 RSA_BITS = 2048
@@ -148,6 +149,21 @@ def generate(keydir: Path, domain: str, selector: str, algorithms: tuple[str, ..
         _write_new(path, pem, force)
         made.append(DKIMKey(domain.lower(), selector, algorithm, private))
     return made
+
+
+def share_with_group(keydir: Path, domain: str, group: str) -> bool:
+    """Make the domain's key dir and files root:<group> (the signer's), when we are root
+    and the group exists; False when not done (a development checkout, run as a user)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    folder = Path(keydir) / domain.lower()
+    for p in [folder, *folder.glob("*.key")]:
+        os.chown(p, 0, gid, follow_symlinks=False)
+    return True
 
 
 def _load_file(path: Path, domain: str, selector: str, algorithm: str) -> DKIMKey:
