@@ -98,6 +98,10 @@ def _spf_authorizes(text: str, host: str, addresses: list[str]) -> bool:
 
 
 def _txt(want: Record, found: list[str], host: str, addresses: list[str]) -> tuple[str, str]:
+    ours = [f for f in found if f.startswith(want.lenient_prefix)] if want.lenient_prefix else []
+    # Two SPF or DMARC records are as bad as none (RFC 7208 4.5, RFC 7489 6.6.3), ours or not.
+    if len(ours) > 1:
+        return "different", f"{len(ours)} records where there must be one"
     if want.value in found:
         return "ok", ""
     if "._domainkey." in want.name:
@@ -105,11 +109,8 @@ def _txt(want: Record, found: list[str], host: str, addresses: list[str]) -> tup
         if any(_tags(f).get("p") == p for f in found):
             return "ok", ""
         return ("different" if any(f.startswith("v=DKIM1") for f in found) else "missing"), ""
-    ours = [f for f in found if f.startswith(want.lenient_prefix)] if want.lenient_prefix else []
     if not ours:
         return "missing", ""
-    if len(ours) > 1:
-        return "different", f"{len(ours)} records where there must be one"
     text = ours[0]
     if want.lenient_prefix.startswith("v=spf1"):
         if _spf_authorizes(text, host, addresses):
