@@ -261,9 +261,10 @@ def domain_list(cfg: config.Config, domain: str | None) -> list[str]:
     return [domain.lower()]
 
 
-def expected(cfg: config.Config, domain: str, addresses: list[str]) -> list[dnsrecords.Record]:
+def expected(cfg: config.Config, domain: str, addresses: list[str],
+             with_host: bool) -> list[dnsrecords.Record]:
     try:
-        return dnsrecords.domain_records(cfg, domain, addresses)
+        return dnsrecords.domain_records(cfg, domain, addresses, with_host)
     except keys.DKIMKeyError as e:
         click.echo(f"mta-ctl: {e}", err=True)
         sys.exit(1)
@@ -282,8 +283,10 @@ def dns_records(config_path: str, domain: str | None, addresses: tuple[str, ...]
     """Print the zone-file lines to publish for DOMAIN (default: every local domain)."""
     cfg = load(config_path)
     addrs = list(addresses) or cfg.mta.public_addresses
-    for d in domain_list(cfg, domain):
-        click.echo(dnsrecords.zone(cfg, d, expected(cfg, d, addrs), addrs))
+    domains = domain_list(cfg, domain)
+    home = dnsrecords.host_domain(cfg, domains)
+    for d in domains:
+        click.echo(dnsrecords.zone(cfg, d, expected(cfg, d, addrs, d == home), addrs, d == home))
 
 
 @dns.command("check")
@@ -297,8 +300,12 @@ def dns_check(config_path: str, domain: str | None, addresses: tuple[str, ...]) 
     addrs = list(addresses) or cfg.mta.public_addresses
     resolver = make_resolver(cfg.relay.nameservers, cfg.relay.dns_timeout)
     bad = False
-    for d in domain_list(cfg, domain):
-        want = expected(cfg, d, addrs) + dnsrecords.ptr_records(cfg, addrs)
+    domains = domain_list(cfg, domain)
+    home = dnsrecords.host_domain(cfg, domains)
+    for d in domains:
+        want = expected(cfg, d, addrs, d == home)
+        if d == home:
+            want += dnsrecords.ptr_records(cfg, addrs)
         results = asyncio.run(dnscheck.check(resolver, want, cfg.hostname, addrs))
         click.echo(f"{d}:")
         for r in results:

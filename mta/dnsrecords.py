@@ -35,8 +35,8 @@ import dns.reversename
 from common.config import Config, parse_listen
 from mta.dkim import keys
 
-__all__ = ["MTA_STS_MAX_AGE", "Record", "default_selector", "domain_records", "mta_sts_id",
-           "mta_sts_policy", "ptr_name", "ptr_records", "zone"]
+__all__ = ["MTA_STS_MAX_AGE", "Record", "default_selector", "domain_records", "host_domain",
+           "mta_sts_id", "mta_sts_policy", "ptr_name", "ptr_records", "zone"]
 
 TTL = 3600
 MTA_STS_MAX_AGE = 604800  # one week, RFC 8461 3.2's example; short while in "testing"
@@ -105,12 +105,24 @@ def _dkim(keydir: Path, domain: str) -> list[Record]:
             for key in keys.load(keydir, domain, selector)]
 
 
-def domain_records(cfg: Config, domain: str, addresses: list[str]) -> list[Record]:
-    """Everything to publish for one domain, in the order a zone file lists it."""
+def host_domain(cfg: Config, domains: list[str]) -> str:
+    """The domain whose listing carries the host's own A/AAAA records (and whose check
+    looks up the PTR): the one the host name is in, else the first."""
+    host = cfg.hostname.lower()
+    for d in domains:
+        if host == d or host.endswith("." + d):
+            return d
+    return domains[0]
+
+
+def domain_records(cfg: Config, domain: str, addresses: list[str],
+                   with_host: bool = True) -> list[Record]:
+    """Everything to publish for one domain, in the order a zone file lists it;
+    with_host: the host name's addresses too (once, when several domains are listed)."""
     domain = domain.lower()
     host = cfg.hostname.lower()
     out = [Record(domain, "MX", f"10 {host}.")]
-    for a in addresses:
+    for a in addresses if with_host else []:
         rtype = "AAAA" if ipaddress.ip_address(a).version == 6 else "A"
         out.append(Record(host, rtype, a))
     out.append(Record(domain, "TXT", "v=spf1 mx ~all", lenient_prefix="v=spf1 "))
@@ -139,18 +151,19 @@ def ptr_records(cfg: Config, addresses: list[str]) -> list[Record]:
     return [Record(ptr_name(a), "PTR", f"{cfg.hostname.lower()}.") for a in addresses]
 
 
-def zone(cfg: Config, domain: str, records: list[Record], addresses: list[str]) -> str:
+def zone(cfg: Config, domain: str, records: list[Record], addresses: list[str],
+         with_host: bool = True) -> str:
     """The zone-file snippet for one domain, with the comments an admin needs."""
     lines = [f"; mailpair: DNS records for {domain} (mail host {cfg.hostname})"]
     for r in records:
         lines += [f"; {n}" for n in r.notes]
         lines.append(r.line())
-    for a in addresses:
+    for a in addresses if with_host else []:
         lines.append(f"; PTR: ask the owner of {a} (your provider) for "
                      f"{ptr_name(a)}. PTR {cfg.hostname}.")
-    if not addresses:
-        lines.append(f"; PTR: ask your provider to point your public address back at "
-                     f"{cfg.hostname} (give it with --address or mta.public_addresses)")
+    if with_host and not addresses:
+        lines.append(f"; A/AAAA and PTR of {cfg.hostname}: give the public addresses with "
+                     f"--address or mta.public_addresses; ask your provider for the PTR")
     lines.append(f"; MTA-STS: serve this at https://mta-sts.{domain}/.well-known/mta-sts.txt")
     lines += [f";   {x}" for x in mta_sts_policy(cfg).splitlines()]
     return "\n".join(lines) + "\n"

@@ -176,3 +176,14 @@ def test_records_without_an_address_name_the_ptr_to_ask_for(cfgfile, tmp_path):
     r = ctl(cfgfile, "dns", "records", DOMAIN, "--address", "2001:db8::25")
     assert f"{HOST}. 3600 IN AAAA 2001:db8::25" in r.stdout
     assert "ip6.arpa. PTR mail.example.test." in r.stdout
+
+
+def test_several_domains_list_the_host_once(cfgfile):
+    cfgfile.write_text(cfgfile.read_text().replace(f'domains = ["{DOMAIN}"]',
+                                                   f'domains = ["other.test", "{DOMAIN}"]'))
+    r = ctl(cfgfile, "dns", "records")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(f"{HOST}. 3600 IN A {ADDRESS}") == 1
+    assert r.stdout.count("in-addr.arpa. PTR") == 1
+    assert "other.test. 3600 IN MX 10 mail.example.test." in r.stdout
+    assert "_dmarc.other.test." in r.stdout and f"_dmarc.{DOMAIN}." in r.stdout
