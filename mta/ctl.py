@@ -15,7 +15,7 @@ import click
 
 from common import config, ipc
 from mta import dnscheck, dnsrecords
-from mta.dkim import keys
+from mta.dkim import keys, rotation
 from mta.relay.resolver import make_resolver
 
 EX_UNAVAILABLE = 69
@@ -243,6 +243,55 @@ def dkim_keygen(config_path: str, domain: str, selector: str | None, force: bool
     for k in made:
         click.echo(dnsrecords.Record(keys.txt_name(domain, selector), "TXT",
                                      k.txt_record()).line())
+
+
+def selector_records(keydir, domain: str, selector: str | None) -> list[dnsrecords.Record]:
+    if selector is None or selector not in keys.selectors(keydir, domain):
+        return []
+    return [dnsrecords.Record(keys.txt_name(domain, selector), "TXT", k.txt_record())
+            for k in keys.load(keydir, domain, selector)]
+
+
+@dkim.command("rotate")
+@click.argument("domain")
+@click.option("--selector", help="the new key's selector (default: as for keygen)")
+@click.option("--keep-days", type=click.IntRange(0), default=rotation.DEFAULT_KEEP_DAYS,
+              show_default=True, help="how long the old record stays published after the switch")
+@click.pass_obj
+def dkim_rotate(config_path: str, domain: str, selector: str | None, keep_days: int) -> None:
+    """Replace DOMAIN's key in steps: new key published, seen in DNS, signing switched,
+    old record removed after --keep-days. Run it again after each step."""
+    cfg = load(config_path)
+    keydir, domain = cfg.mta.dkim_keys, domain.lower()
+    try:
+        rot = rotation.load(keydir, domain)
+        if rot is not None and selector and selector != rot.new:
+            raise rotation.RotationError(f"the rotation to selector {rot.new} is under way; "
+                                         f"run this without --selector until it is done")
+        if rot is None:
+            rot = rotation.start(keydir, domain, selector or dnsrecords.default_selector(cfg),
+                                 keep_days)
+            click.echo(f"started: new keys under selector {rot.new} (old: {rot.old or 'none'})")
+        new = selector_records(keydir, domain, rot.new)
+        old = selector_records(keydir, domain, rot.old)
+        resolver = make_resolver(cfg.relay.nameservers, cfg.relay.dns_timeout)
+        seen = asyncio.run(dnscheck.check(resolver, new + old, cfg.hostname, []))
+        new_seen = all(r.status == "ok" for r in seen[:len(new)])
+        old_gone = all(r.status == "missing" for r in seen[len(new):])
+        after, says = rotation.advance(keydir, rot, time.time(), new_seen, old_gone)
+        rotation.save(keydir, after, domain)
+    except (rotation.RotationError, keys.DKIMKeyError, ValueError, OSError) as e:
+        click.echo(f"mta-ctl: {e}", err=True)
+        sys.exit(1)
+    keys.share_with_group(keydir, domain, cfg.mta.relay_group)
+    for line in says:
+        click.echo(line)
+    if after is not None and after.step == "publish":
+        for r in new:
+            click.echo(r.line())
+    if after is not None and after.step == "retire":
+        for r in old:
+            click.echo("; remove: " + r.line())
 
 
 @main.group()

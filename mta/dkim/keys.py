@@ -152,7 +152,7 @@ def generate(keydir: Path, domain: str, selector: str, algorithms: tuple[str, ..
 
 
 def share_with_group(keydir: Path, domain: str, group: str) -> bool:
-    """Make the domain's key dir and files root:<group> (the signer's), when we are root
+    """Make the domain's key dir and its files root:<group> (the signer's), when we are root
     and the group exists; False when not done (a development checkout, run as a user)."""
     if os.geteuid() != 0:
         return False
@@ -161,7 +161,8 @@ def share_with_group(keydir: Path, domain: str, group: str) -> bool:
     except KeyError:
         return False
     folder = Path(keydir) / domain.lower()
-    for p in [folder, *folder.glob("*.key")]:
+    # The keys, and the rotation's files beside them (the signer reads "active").
+    for p in [folder, *(f for f in folder.iterdir() if f.is_file())]:
         os.chown(p, 0, gid, follow_symlinks=False)
     return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import grp
+import json
 import os
 import stat
 import subprocess
@@ -187,3 +188,45 @@ def test_several_domains_list_the_host_once(cfgfile):
     assert r.stdout.count("in-addr.arpa. PTR") == 1
     assert "other.test. 3600 IN MX 10 mail.example.test." in r.stdout
     assert "_dmarc.other.test." in r.stdout and f"_dmarc.{DOMAIN}." in r.stdout
+
+
+def test_rotate_walks_publish_seen_switched_and_retired(cfgfile, dnsserver, tmp_path):
+    folder = tmp_path / "dkim" / DOMAIN
+    assert ctl(cfgfile, "dkim", "keygen", DOMAIN, "--selector", "k1").returncode == 0
+    publish(dnsserver, ctl(cfgfile, "dns", "records").stdout)
+
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN, "--selector", "k2", "--keep-days", "3")
+    assert r.returncode == 0, r.stderr
+    assert "step 1 of 3" in r.stdout and f"k2._domainkey.{DOMAIN}. 3600 IN TXT" in r.stdout
+    assert (folder / "k2.rsa.key").exists()
+    assert (folder / "active").read_text().strip() == "k1"  # not the unpublished key
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "step 1 of 3" in r.stdout  # nothing in DNS yet: no step forward
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN, "--selector", "k3")
+    assert r.returncode == 1 and "under way" in r.stderr
+    assert not (folder / "k3.rsa.key").exists()  # one rotation at a time
+
+    publish(dnsserver, ctl(cfgfile, "dns", "records").stdout)  # k1 and k2 now
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "step 2 of 3" in r.stdout and "mta-ctl reload" in r.stdout, r.stdout
+    assert (folder / "active").read_text().strip() == "k2"
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "step 2 of 3" in r.stdout and f"keep k1._domainkey.{DOMAIN} published" in r.stdout
+
+    state = json.loads((folder / "rotation.json").read_text())
+    state["since"] -= 3 * 86400 + 60  # the days to keep the old record are over
+    (folder / "rotation.json").write_text(json.dumps(state))
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "step 3 of 3" in r.stdout and f"; remove: k1._domainkey.{DOMAIN}." in r.stdout
+    assert (folder / "k1.rsa.key").exists()  # until DNS stops serving it
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "step 3 of 3" in r.stdout
+
+    del dnsserver.zone[f"k1._domainkey.{DOMAIN}"]
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "rotation is done" in r.stdout, r.stdout
+    assert sorted(p.name for p in folder.glob("*.key")) == ["k2.ed25519.key", "k2.rsa.key"]
+    assert not (folder / "rotation.json").exists()
+    records = ctl(cfgfile, "dns", "records").stdout
+    assert "k2._domainkey" in records and "k1._domainkey" not in records
+    assert ctl(cfgfile, "dns", "check").returncode == 0
