@@ -6,6 +6,9 @@ On disk, one directory per signing domain and two files per selector, PEM
     <keydir>/<domain>/<selector>.rsa.key       RSA-2048 (rsa-sha256, RFC 6376)
     <keydir>/<domain>/<selector>.ed25519.key   Ed25519 (ed25519-sha256, RFC 8463)
 
+Beside them, mta/dkim/rotation.py keeps `active` (the selector to sign with)
+and `rotation.json` (a key rotation under way).
+
 The files are written 0640 (the installer or mta-ctl makes them root:<signer>),
 created exclusively unless the caller forces an overwrite, and each is put in
 place by rename, so a crash leaves the old key or the new one, never half a key.
