@@ -166,8 +166,24 @@ class MTAConfig:
     # that reach it (Postfix reject_sender_login_mismatch): login -> a list of
     # addresses, "@domain" for any address there, or "*" for any at all.
     send_as: dict[str, list[str]] = field(default_factory=dict)
+    # DKIM keys: <dkim_keys>/<domain>/<selector>.{rsa,ed25519}.key, root:<relay_group>.
+    dkim_keys: Path = Path("/etc/mailpair/dkim")
+    # The selector `mta-ctl dkim keygen` uses without --selector; empty: mp<year><month>,
+    # so a later key gets a new name and the old record can stay published meanwhile.
+    dkim_selector: str = ""
+    # The server's public addresses, for the A/AAAA, SPF and PTR records that
+    # `mta-ctl dns` prints and checks; empty: not printed (pass --address).
+    public_addresses: list[str] = field(default_factory=list)
 
     def check(self) -> None:
+        for i, item in enumerate(self.public_addresses):
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                raise ConfigError(f"public_addresses[{i}]: {item!r} is not an IP address") from None
+        if self.dkim_selector and not re.fullmatch(
+                r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", self.dkim_selector):
+            raise ConfigError(f"dkim_selector: {self.dkim_selector!r} is not one DNS label")
         for name in ("smtp", "submission", "submissions"):
             for item in getattr(self, name):
                 try:

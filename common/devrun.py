@@ -84,6 +84,7 @@ submission = ["127.0.0.1:2587"]
 submissions = ["127.0.0.1:2465"]
 # Short intervals, so a failed delivery is retried while you watch.
 retry_schedule = [2, 5, 10, 30, 60, 300]
+dkim_keys = {_q(var / "etc" / "dkim")}
 {mta_run_as}
 [mda]
 {run_as}lmtp_group = {_q(grp.getgrgid(os.getgid()).gr_name)}

@@ -239,6 +239,8 @@ ensure_user "$AUTH_USER"
 ensure_dir "$PREFIX" root root 0755
 ensure_dir "$ETC" root root 0755
 ensure_dir "$ETC/tls" root root 0755
+# DKIM keys: the relay signs, so its group reads them; nobody else may.
+ensure_dir "$ETC/dkim" root "$RELAY_USER" 0750
 # Only the root parents read the key; they hand it to their children.
 [[ -f $ETC/tls/key.pem ]] && ensure_owner_mode "$ETC/tls/key.pem" root root 0600
 [[ -f $ETC/tls/cert.pem ]] && ensure_owner_mode "$ETC/tls/cert.pem" root root 0644

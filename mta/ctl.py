@@ -14,6 +14,9 @@ from typing import Any
 import click
 
 from common import config, ipc
+from mta import dnscheck, dnsrecords
+from mta.dkim import keys, rotation
+from mta.relay.resolver import make_resolver
 
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
@@ -202,6 +205,164 @@ simple("release", "released", "Try a held message again.")
 simple("delete", "deleted", "Remove a message from the queue without delivering it.")
 simple("bounce", "bounced to its sender",
        "Fail every pending recipient now (5.0.0) and send the sender a DSN.")
+
+
+@main.group()
+def dkim() -> None:
+    """DKIM signing keys."""
+
+
+@dkim.command("keygen")
+@click.argument("domain")
+@click.option("--selector", help="the key's name in DNS (default: mta.dkim_selector, "
+              "or mp<year><month>)")
+@click.option("--force", is_flag=True, help="replace the selector's existing keys")
+@click.pass_obj
+def dkim_keygen(config_path: str, domain: str, selector: str | None, force: bool) -> None:
+    """Make Ed25519 and RSA-2048 keys for DOMAIN and print the TXT records to publish."""
+    cfg = load(config_path)
+    selector = selector or dnsrecords.default_selector(cfg)
+    keydir = cfg.mta.dkim_keys
+    try:
+        made = keys.generate(keydir, domain, selector, force=force)
+    except FileExistsError as e:
+        click.echo(f"mta-ctl: {e}; choose another --selector, or --force to replace them "
+                   f"(mail signed with the old key then fails verification)", err=True)
+        sys.exit(1)
+    except (ValueError, OSError) as e:
+        click.echo(f"mta-ctl: {e}", err=True)
+        sys.exit(1)
+    group = cfg.mta.relay_group
+    if not keys.share_with_group(keydir, domain, group):
+        click.echo(f"note: the key files are not root:{group} (not run as root, or no such "
+                   f"group); the relay must be able to read them", err=True)
+    for k in made:
+        click.echo(f"; {k.algorithm} key: "
+                   f"{keys.key_path(keydir, domain, selector, k.algorithm)}")
+    click.echo("; publish in DNS, then run `mta-ctl dns check " + domain.lower() + "`:")
+    for k in made:
+        click.echo(dnsrecords.Record(keys.txt_name(domain, selector), "TXT",
+                                     k.txt_record()).line())
+
+
+def selector_records(keydir, domain: str, selector: str | None) -> list[dnsrecords.Record]:
+    if selector is None or selector not in keys.selectors(keydir, domain):
+        return []
+    return [dnsrecords.Record(keys.txt_name(domain, selector), "TXT", k.txt_record())
+            for k in keys.load(keydir, domain, selector)]
+
+
+@dkim.command("rotate")
+@click.argument("domain")
+@click.option("--selector", help="the new key's selector (default: as for keygen)")
+@click.option("--keep-days", type=click.IntRange(0), default=rotation.DEFAULT_KEEP_DAYS,
+              show_default=True, help="how long the old record stays published after the switch")
+@click.pass_obj
+def dkim_rotate(config_path: str, domain: str, selector: str | None, keep_days: int) -> None:
+    """Replace DOMAIN's key in steps: new key published, seen in DNS, signing switched,
+    old record removed after --keep-days. Run it again after each step."""
+    cfg = load(config_path)
+    keydir, domain = cfg.mta.dkim_keys, domain.lower()
+    try:
+        rot = rotation.load(keydir, domain)
+        if rot is not None and selector and selector != rot.new:
+            raise rotation.RotationError(f"the rotation to selector {rot.new} is under way; "
+                                         f"run this without --selector until it is done")
+        if rot is None:
+            rot = rotation.start(keydir, domain, selector or dnsrecords.default_selector(cfg),
+                                 keep_days)
+            click.echo(f"started: new keys under selector {rot.new} (old: {rot.old or 'none'})")
+        new = selector_records(keydir, domain, rot.new)
+        old = selector_records(keydir, domain, rot.old)
+        resolver = make_resolver(cfg.relay.nameservers, cfg.relay.dns_timeout)
+        seen = asyncio.run(dnscheck.check(resolver, new + old, cfg.hostname, []))
+        new_seen = all(r.status == "ok" for r in seen[:len(new)])
+        old_gone = all(r.status == "missing" for r in seen[len(new):])
+        after, says = rotation.advance(keydir, rot, time.time(), new_seen, old_gone)
+        rotation.save(keydir, after, domain)
+    except (rotation.RotationError, keys.DKIMKeyError, ValueError, OSError) as e:
+        click.echo(f"mta-ctl: {e}", err=True)
+        sys.exit(1)
+    keys.share_with_group(keydir, domain, cfg.mta.relay_group)
+    for line in says:
+        click.echo(line)
+    if after is not None and after.step == "publish":
+        for r in new:
+            click.echo(r.line())
+    if after is not None and after.step == "retire":
+        for r in old:
+            click.echo("; remove: " + r.line())
+
+
+@main.group()
+def dns() -> None:
+    """The DNS records the local domains need."""
+
+
+def domain_list(cfg: config.Config, domain: str | None) -> list[str]:
+    if domain is None:
+        if not cfg.domains:
+            click.echo("mta-ctl: no local domains configured (domains = [...])", err=True)
+            sys.exit(EX_CONFIG)
+        return cfg.domains
+    if not cfg.is_local_domain(domain):
+        click.echo(f"note: {domain} is not one of the local domains", err=True)
+    return [domain.lower()]
+
+
+def expected(cfg: config.Config, domain: str, addresses: list[str],
+             with_host: bool) -> list[dnsrecords.Record]:
+    try:
+        return dnsrecords.domain_records(cfg, domain, addresses, with_host)
+    except keys.DKIMKeyError as e:
+        click.echo(f"mta-ctl: {e}", err=True)
+        sys.exit(1)
+
+
+address_option = click.option(
+    "--address", "addresses", multiple=True,
+    help="the server's public address (repeatable; default: mta.public_addresses)")
+
+
+@dns.command("records")
+@click.argument("domain", required=False)
+@address_option
+@click.pass_obj
+def dns_records(config_path: str, domain: str | None, addresses: tuple[str, ...]) -> None:
+    """Print the zone-file lines to publish for DOMAIN (default: every local domain)."""
+    cfg = load(config_path)
+    addrs = list(addresses) or cfg.mta.public_addresses
+    domains = domain_list(cfg, domain)
+    home = dnsrecords.host_domain(cfg, domains)
+    for d in domains:
+        click.echo(dnsrecords.zone(cfg, d, expected(cfg, d, addrs, d == home), addrs, d == home))
+
+
+@dns.command("check")
+@click.argument("domain", required=False)
+@address_option
+@click.pass_obj
+def dns_check(config_path: str, domain: str | None, addresses: tuple[str, ...]) -> None:
+    """Look each record up (relay.nameservers) and say present, missing or different;
+    the exit status is 0 only when every required record is right."""
+    cfg = load(config_path)
+    addrs = list(addresses) or cfg.mta.public_addresses
+    resolver = make_resolver(cfg.relay.nameservers, cfg.relay.dns_timeout)
+    bad = False
+    domains = domain_list(cfg, domain)
+    home = dnsrecords.host_domain(cfg, domains)
+    for d in domains:
+        want = expected(cfg, d, addrs, d == home)
+        if d == home:
+            want += dnsrecords.ptr_records(cfg, addrs)
+        results = asyncio.run(dnscheck.check(resolver, want, cfg.hostname, addrs))
+        click.echo(f"{d}:")
+        for r in results:
+            click.echo("  " + dnscheck.describe(r))
+        bad |= dnscheck.failed(results)
+    click.echo("all required records are right" if not bad
+               else "some required records are missing or wrong")
+    sys.exit(1 if bad else 0)
 
 
 if __name__ == "__main__":

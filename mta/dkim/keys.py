@@ -6,6 +6,9 @@ On disk, one directory per signing domain and two files per selector, PEM
     <keydir>/<domain>/<selector>.rsa.key       RSA-2048 (rsa-sha256, RFC 6376)
     <keydir>/<domain>/<selector>.ed25519.key   Ed25519 (ed25519-sha256, RFC 8463)
 
+Beside them, mta/dkim/rotation.py keeps `active` (the selector to sign with)
+and `rotation.json` (a key rotation under way).
+
 The files are written 0640 (the installer or mta-ctl makes them root:<signer>),
 created exclusively unless the caller forces an overwrite, and each is put in
 place by rename, so a crash leaves the old key or the new one, never half a key.
@@ -20,6 +23,7 @@ public key octets>", at <selector>._domainkey.<domain>.
 from __future__ import annotations
 
 import base64
+import grp
 import os
 import re
 import stat
@@ -30,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = ["ALGORITHMS", "DKIMKey", "DKIMKeyError", "generate", "key_path", "load", "selectors",
-           "txt_name", "txt_record", "txt_strings"]
+           "share_with_group", "txt_name", "txt_record", "txt_strings"]
 
 ALGORITHMS = ("ed25519", "rsa")  # the file suffixes, in the order we sign
 RSA_BITS = 2048
@@ -148,6 +152,22 @@ def generate(keydir: Path, domain: str, selector: str, algorithms: tuple[str, ..
         _write_new(path, pem, force)
         made.append(DKIMKey(domain.lower(), selector, algorithm, private))
     return made
+
+
+def share_with_group(keydir: Path, domain: str, group: str) -> bool:
+    """Make the domain's key dir and its files root:<group> (the signer's), when we are root
+    and the group exists; False when not done (a development checkout, run as a user)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    folder = Path(keydir) / domain.lower()
+    # The keys, and the rotation's files beside them (the signer reads "active").
+    for p in [folder, *(f for f in folder.iterdir() if f.is_file())]:
+        os.chown(p, 0, gid, follow_symlinks=False)
+    return True
 
 
 def _load_file(path: Path, domain: str, selector: str, algorithm: str) -> DKIMKey:

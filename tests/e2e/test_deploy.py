@@ -170,6 +170,7 @@ EXPECTED = {
     "opt": ("root", "root", "0755"),
     "etc": ("root", "root", "0755"),
     "etc/tls": ("root", "root", "0755"),
+    "etc/dkim": ("root", "mailpair-relay", "0750"),
     "etc/mailpair.toml": ("root", "root", "0644"),
     "etc/users": ("root", "mailpair-auth", "0640"),
     "etc/aliases": ("root", "mailpair-auth", "0640"),
@@ -208,6 +209,7 @@ def test_install_sh(tmp_path: Path) -> None:
     assert cfg.paths.aliases == tmp_path / "etc" / "aliases"
     assert cfg.tls.cert == tmp_path / "etc" / "tls" / "cert.pem"
     assert cfg.tls.key == tmp_path / "etc" / "tls" / "key.pem"
+    assert cfg.mta.dkim_keys == tmp_path / "etc" / "dkim"
 
     for unit, daemon, data in (("mta.service", "mtad", "spool"),
                                ("mda.service", "mdad", "mail")):
