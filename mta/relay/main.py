@@ -47,11 +47,16 @@ class Relay:
             self.log.debug("lmtp reply", queue_id=qid, rcpt=rcpt, reply=reply)
         return {"replies": replies}
 
+    async def op_probe(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Whether the MDA answers on the LMTP socket (the queue asks while it waits)."""
+        problem = await self.lmtp.probe()
+        return {"up": problem is None, "error": problem}
+
 
 async def main(ctx: ChildContext) -> None:
     relay = Relay(ctx)
     (sock,) = ctx.sockets["ipc"]
-    server = await ipc.serve(sock, {"deliver": relay.op_deliver})
+    server = await ipc.serve(sock, {"deliver": relay.op_deliver, "probe": relay.op_probe})
     log.get().info("ready", lmtp=str(ctx.cfg.lmtp_socket),
                    smarthost=ctx.cfg.relay.smarthost or None)
     await ctx.stopping.wait()
