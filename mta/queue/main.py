@@ -5,7 +5,8 @@ incoming/; the queue then hands each due message to the relay process, its
 local recipients in one hand-over and the others one per domain, all at
 once, and records every recipient's answer in the envelope before anything
 else. Failures that are final, and the end of the queue lifetime, make a
-DSN to the sender (bounce.py).
+DSN to the sender (bounce.py). While the MDA does not answer, local mail
+waits for it and goes in order of arrival once it is back (routes.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mta.queue.bounce import Bounces
 from mta.queue.control import Control
 from mta.queue.envelope import DELIVERED, FAILED, LMTP, SMTP, Envelope
 from mta.queue.limits import DomainSlots
+from mta.queue.routes import LmtpRoute
 
 # How long one hand-over to the relay may take before it counts as failed:
 # LMTP to our own MDA, and SMTP, which may try several slow MX hosts.
@@ -53,6 +55,7 @@ class Queue:
         self.smtp_slots = asyncio.Semaphore(cfg.relay.max_connections)
         self.domains = DomainSlots(cfg.relay.max_connections_per_domain)
         self.log = log.get()
+        self.route = LmtpRoute(self._probe, self._release, self.log)
 
     def schedule(self, env: Envelope, when: float) -> None:
         env.next_try = when
@@ -84,6 +87,22 @@ class Queue:
         self.schedule(env, time.time())
         return {}
 
+    # -- the LMTP route (routes.py) -----------------------------------------------
+
+    async def _probe(self) -> str | None:
+        reply = await self.relay.call("probe", timeout=120)
+        return None if reply.get("up") else str(reply.get("error"))
+
+    def _release(self, backlog: list[Envelope]) -> None:
+        """Due at once, in the order given: the heap would order equal times by queue id."""
+        now = time.time()
+        for i, env in enumerate(backlog):
+            if env.id in self.envs:  # not deleted by the administrator meanwhile
+                self.schedule(env, now + i * 1e-6)
+
+    def _waits_for_mda(self, env: Envelope) -> bool:
+        return self.route.down and bool(env.pending(LMTP)) and not env.pending(SMTP)
+
     # -- delivery ------------------------------------------------------------
 
     async def _hand_over(self, env: Envelope, route: str, domain: str | None,
@@ -105,7 +124,10 @@ class Queue:
         """Hand one route's (or one domain's) recipients over; record the answers at once."""
         if route == LMTP:
             async with self.lmtp_slots:
+                if self.route.down:
+                    return  # not tried: they stay pending without an attempt
                 replies, remote = await self._hand_over(env, route, None, rcpts)
+            self.route.saw(replies)
         else:
             assert domain is not None
             async with self.domains.slot(domain), self.smtp_slots:
@@ -137,6 +159,11 @@ class Queue:
         if env.done:
             await self._tell(self.bounces.failed, env, failed_now)
             await self._remove(env)
+            return
+        if self._waits_for_mda(env):
+            await self._tell(self.bounces.failed, env, failed_now)
+            await asyncio.to_thread(spool.save, self.root, env)
+            self.route.park(env)
             return
         if not scheduler.reschedule(env, now, self.cfg.mta.retry_schedule,
                                     self.cfg.mta.queue_lifetime):
@@ -199,6 +226,9 @@ class Queue:
                 env = self.envs.get(qid)
                 if env is None or qid in self.inflight or env.next_try != when or env.held:
                     continue  # a stale entry (rescheduled or gone), or held by the admin
+                if self._waits_for_mda(env):
+                    self.route.park(env)
+                    continue
                 await self.active.acquire()
                 self.inflight.add(qid)
                 task = asyncio.create_task(self._run_one(env))
@@ -230,6 +260,7 @@ async def main(ctx: ChildContext) -> None:
         # in flight stays pending in its envelope and is tried after restart.
         await asyncio.wait(q.tasks, timeout=STOP_GRACE)
     runner.cancel()
+    await q.route.close()
     lock.close()
 
 
