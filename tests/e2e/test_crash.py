@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.crash.run import run
 
 MESSAGES = int(os.environ.get("MAILPAIR_CRASH_MESSAGES", "300"))
 KILLS = int(os.environ.get("MAILPAIR_CRASH_KILLS", "2"))
 
 
+@pytest.mark.timeout(900)
 def test_kill9_during_load_loses_nothing_acknowledged(stack):
     out = run(stack, MESSAGES, clients=10, kills=KILLS, seed=int.from_bytes(os.urandom(4)),
               timeout=600)

@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from mda.store.sync import delivery_order
 from tests.conftest import wait_for
 
@@ -45,6 +47,7 @@ def envelope_attempts(stack) -> list[int]:
     return out
 
 
+@pytest.mark.timeout(OUTAGE + 300)
 def test_mdad_down_mail_waits_and_arrives_in_order_of_arrival(bare_stack):
     stack = bare_stack
     stack.write_config(delivery_concurrency=1)
