@@ -26,6 +26,7 @@ class Kill:
     role: str  # "parent" or the child's role
     pid: int
     back_at: float | None = None  # when the daemon answered again (after a parent's death)
+    duplicates: int = 0  # daemon duplicates of messages in flight at this kill (crashcount)
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -51,7 +52,9 @@ def children(parent: int) -> dict[int, str]:
         args = _cmdline(int(entry))
         if "-m" in args:
             module = args[args.index("-m") + 1]
-            out[int(entry)] = module.removesuffix(".main").rsplit(".", 1)[-1]
+            # mta.queue.main -> queue, mda.imap.server -> imap, mda.lmtp -> lmtp
+            parts = [p for p in module.split(".") if p not in ("main", "server")]
+            out[int(entry)] = parts[-1]
     return out
 
 

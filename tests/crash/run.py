@@ -39,17 +39,19 @@ class Outcome:
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
-        kills = ", ".join(f"{k.daemon}/{k.role}" for k in self.kills)
+        # Each kill with the daemon duplicates it may explain.
+        kills = ", ".join(f"{k.daemon}/{k.role}" + (f" ({k.duplicates} dup)" if k.duplicates
+                                                    else "") for k in self.kills)
         return [*self.report.lines(), f"kills           {len(self.kills)}: {kills}",
                 f"unexplained     {len(self.unexplained)} daemon duplicates outside a kill",
                 f"took            {self.seconds:.0f} s"]
 
 
-def in_flight(m, mailbox: str, copies, kills: list[Kill]) -> bool:
-    """Whether a kill fell between the message's first try and its last copy."""
+def kills_in_flight(m, mailbox: str, copies, kills: list[Kill]) -> list[Kill]:
+    """The kills that fell between the message's first try and its last copy."""
     start = m.tries[0] - IN_FLIGHT_SLACK
     end = max(written_times(copies, m.token, mailbox), default=time.time()) + IN_FLIGHT_SLACK
-    return any(start <= k.at <= end for k in kills)
+    return [k for k in kills if start <= k.at <= end]
 
 
 def run(stack: Stack, messages: int, clients: int, kills: int, seed: int,
@@ -89,8 +91,13 @@ def run(stack: Stack, messages: int, clients: int, kills: int, seed: int,
     copies = scan(stack.root / "mail")
     report = count(msgs, copies)
     by_token = {m.token: m for m in msgs}
-    unexplained = [(t, box) for t, box in report.daemon_duplicate_pairs
-                   if not in_flight(by_token[t], box, copies, killer.kills)]
+    unexplained = []
+    for t, box in report.daemon_duplicate_pairs:
+        near = kills_in_flight(by_token[t], box, copies, killer.kills)
+        if not near:
+            unexplained.append((t, box))
+        for k in near:
+            k.duplicates += 1
     return Outcome(report, killer.kills, unexplained, time.monotonic() - started)
 
 
