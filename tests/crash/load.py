@@ -5,7 +5,10 @@ try of it a number (X-Crash-Attempt), so crashcount can tell a copy the
 client sent again after losing a 250 (another attempt number) from one the
 daemons delivered twice (the same attempt twice). Half the clients use port
 25 as another MTA would, half submission (587) with STARTTLS and AUTH.
-Recipients are 1 to 5 of the book below, some of them aliases.
+Recipients are 1 to 5 of the book below, some of them aliases. Each client
+keeps one connection (one listener, one login), as a real one would: idle
+connections kept per listener would hold the server's per-address cap
+(limits.connections_per_client) against the clients' own new ones.
 
 What it records per message: the recipients, the mailboxes they expand to,
 when each try began, and whether and when it got its 250. Connection errors
@@ -41,8 +44,8 @@ GIVE_UP_AFTER = 600.0  # seconds of failed tries for one message
 class Message:
     token: str
     rcpts: list[str]
-    listener: str
-    login: str | None
+    listener: str = MX  # set by the client that sends it
+    login: str | None = None
     tries: list[float] = field(default_factory=list)  # when each attempt began
     acked_at: float | None = None  # the 250
     acked_attempt: int | None = None
@@ -57,9 +60,7 @@ def make_messages(count: int, rng: random.Random) -> list[Message]:
     out = []
     for n in range(count):
         rcpts = rng.sample(sorted(BOOK), rng.randint(1, 5))
-        listener = MX if n % 2 == 0 else SUBMISSION
-        login = rng.choice(LOGINS) if listener == SUBMISSION else None
-        out.append(Message(f"{n:06d}", rcpts, listener, login))
+        out.append(Message(f"{n:06d}", rcpts))
     return out
 
 
@@ -122,8 +123,12 @@ class Load:
 
     def _client(self, i: int) -> None:
         rng = random.Random(i)
+        # Even clients are other MTAs on 25; odd ones users on submission.
+        listener = MX if i % 2 == 0 else SUBMISSION
+        login = LOGINS[(i // 2) % len(LOGINS)] if listener == SUBMISSION else None
         conns: dict[tuple[str, str | None], smtplib.SMTP] = {}
         while (m := self._take()) is not None:
+            m.listener, m.login = listener, login
             self._send(m, conns, rng)
         for s in conns.values():
             try:

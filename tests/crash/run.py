@@ -48,9 +48,14 @@ class Outcome:
 
 
 def kills_in_flight(m, mailbox: str, copies, kills: list[Kill]) -> list[Kill]:
-    """The kills that fell between the message's first try and its last copy."""
-    start = m.tries[0] - IN_FLIGHT_SLACK
-    end = max(written_times(copies, m.token, mailbox), default=time.time()) + IN_FLIGHT_SLACK
+    """The kills that can explain a second copy: between the first copy and the last.
+
+    A daemon duplicates a message only when the MDA wrote it and the 250
+    did not reach the queue's envelope: something died after the first copy
+    was written and before the next was.
+    """
+    times = written_times(copies, m.token, mailbox)
+    start, end = times[0] - IN_FLIGHT_SLACK, times[-1] + IN_FLIGHT_SLACK
     return [k for k in kills if start <= k.at <= end]
 
 
