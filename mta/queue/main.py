@@ -55,7 +55,7 @@ class Queue:
         self.smtp_slots = asyncio.Semaphore(cfg.relay.max_connections)
         self.domains = DomainSlots(cfg.relay.max_connections_per_domain)
         self.log = log.get()
-        self.route = LmtpRoute(self._probe, self._release, self.log)
+        self.route = LmtpRoute(self._probe, self._release, self._overdue, self.log)
 
     def schedule(self, env: Envelope, when: float) -> None:
         env.next_try = when
@@ -100,8 +100,15 @@ class Queue:
             if env.id in self.envs:  # not deleted by the administrator meanwhile
                 self.schedule(env, now + i * 1e-6)
 
+    def _overdue(self, env: Envelope) -> bool:
+        """Late enough to expire, or to warn its sender, even while it waits for the MDA."""
+        now = time.time()
+        return (now - env.created >= self.cfg.mta.queue_lifetime
+                or scheduler.delay_warning_due(env, now, self.cfg.relay.delay_warning))
+
     def _waits_for_mda(self, env: Envelope) -> bool:
-        return self.route.down and bool(env.pending(LMTP)) and not env.pending(SMTP)
+        return (self.route.down and bool(env.pending(LMTP)) and not env.pending(SMTP)
+                and not self._overdue(env))
 
     # -- delivery ------------------------------------------------------------
 

@@ -18,6 +18,10 @@ A 4.4.2 (the connection was lost during a transaction) does not mark the
 route down by itself: one connection may break while the MDA is fine; if
 the MDA is really gone, the next try is refused and that does it.
 
+A parked message still expires: after each failed probe, the queue is
+given back those whose lifetime ran out or whose sender is owed a delay
+warning (`overdue`), and does with them what it does with any late message.
+
 Nothing here is written to disk: a restarted queue starts with the route
 up, and the first refusal marks it down again.
 """
@@ -51,9 +55,11 @@ def arrival(env: Envelope) -> tuple[float, str]:
 
 class LmtpRoute:
     def __init__(self, probe: Probe, release: Callable[[list[Envelope]], None],
-                 logger, first: float = PROBE_FIRST, most: float = PROBE_MAX) -> None:
+                 overdue: Callable[[Envelope], bool], logger,
+                 first: float = PROBE_FIRST, most: float = PROBE_MAX) -> None:
         self._probe = probe
         self._release = release
+        self._overdue = overdue
         self.log = logger
         self.first, self.most = first, most
         self.down_since: float | None = None
@@ -95,6 +101,11 @@ class LmtpRoute:
             wait = min(wait * 2, self.most)
             self.log.info("lmtp route still down", probes=self.probes, error=problem,
                           probe_in_s=wait)
+            late = sorted((e for e in self.parked.values() if self._overdue(e)), key=arrival)
+            for env in late:
+                del self.parked[env.id]
+            if late:
+                self._release(late)
         backlog = sorted(self.parked.values(), key=arrival)
         self.parked.clear()
         down_for = time.time() - (self.down_since or time.time())

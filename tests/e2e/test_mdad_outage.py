@@ -98,3 +98,19 @@ def test_mdad_down_mail_waits_and_arrives_in_order_of_arrival(bare_stack):
     assert in_delivery_order(stack.maildir("alice@example.test")) == [0, *alice]
     assert in_delivery_order(stack.maildir("bob@example.test")) == bob
     assert "lmtp route up" in stack.log("mtad")
+
+
+def test_mail_waiting_for_a_dead_mdad_still_expires(bare_stack):
+    stack = bare_stack
+    stack.write_config(queue_lifetime=4)
+    stack.start("mtad")  # no MDA at all
+    with stack.smtp() as s:
+        s.sendmail("s@remote.test", ["alice@example.test"], b"X-Seq: 1\r\n\r\nlate\r\n")
+    (qid,) = [n.removesuffix(".env") for n in stack.queue_files()]
+    wait_for(lambda: "waiting for the mda" in stack.log("mtad"), 30, "it to wait")
+    # Its lifetime runs out while the route is down: it expires and its sender
+    # gets a bounce (queued for remote.test), as for any other late message.
+    wait_for(lambda: re.search(rf"\] expired .*queue_id={qid}", stack.log("mtad")), 60,
+             "the message to expire")
+    wait_for(lambda: f"{qid}.env" not in stack.queue_files(), 30, "it to leave the queue")
+    assert "lmtp route up" not in stack.log("mtad")

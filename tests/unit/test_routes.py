@@ -41,7 +41,7 @@ def test_down_probes_with_backoff_then_releases_in_order_of_arrival():
             return answers.pop(0)
 
         route = LmtpRoute(probe, lambda b: released.append([e.id for e in b]),
-                          structlog.get_logger(), first=0.02, most=0.05)
+                          lambda e: False, structlog.get_logger(), first=0.02, most=0.05)
         route.saw({"a@x.test": "250 2.0.0 ok"})
         assert not route.down
         route.saw({"a@x.test": REFUSED})
@@ -61,3 +61,26 @@ def test_down_probes_with_backoff_then_releases_in_order_of_arrival():
     assert route.probes == 4 and not route.parked
     # 0.02, then doubled up to the most: 0.04, 0.05, 0.05 (timers are late, never early).
     assert all(w >= x - 0.005 for w, x in zip(waits, (0.02, 0.04, 0.05, 0.05), strict=True))
+
+
+def test_an_overdue_message_is_handed_back_while_the_route_is_down():
+    released: list[list[str]] = []
+
+    async def go() -> LmtpRoute:
+        async def probe():
+            return "refused"
+
+        route = LmtpRoute(probe, lambda b: released.append([e.id for e in b]),
+                          lambda e: e.created < 2.0, structlog.get_logger(),
+                          first=0.01, most=0.01)
+        route.saw({"a@x.test": REFUSED})
+        for e in (env("OLD", 1.0), env("NEW", 5.0)):
+            route.park(e)
+        while not released:
+            await asyncio.sleep(0.01)
+        await route.close()
+        return route
+
+    route = asyncio.run(asyncio.wait_for(go(), 10))
+    assert released[0] == ["OLD"]  # to expire (or be warned about) as any late message
+    assert route.down and list(route.parked) == ["NEW"]
