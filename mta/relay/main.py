@@ -14,6 +14,7 @@ from common import child, ipc, log
 from common.child import ChildContext
 from mta.queue import spool
 from mta.queue.envelope import LMTP
+from mta.relay.delivered import Delivered
 from mta.relay.lmtp import LMTPPool
 from mta.relay.outbound import Outbound
 
@@ -23,6 +24,7 @@ class Relay:
         self.cfg = ctx.cfg
         self.lmtp = LMTPPool(str(ctx.cfg.lmtp_socket), ctx.cfg.hostname)
         self.outbound = Outbound(ctx.cfg)
+        self.delivered = Delivered()
         self.log = log.get()
 
     async def op_deliver(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -30,6 +32,24 @@ class Relay:
         if not spool.valid_id(qid):
             raise ValueError(f"bad queue id {qid!r}")
         recipients = [str(r) for r in req["recipients"]]
+        # A message's groups (LMTP, each SMTP domain) have recipients of their
+        # own and go in parallel; only a group asked for twice waits.
+        group = f"{qid}/{req.get('route')}/{req.get('domain') or ''}"
+        async with self.delivered.one_at_a_time(group):
+            known = self.delivered.known(qid, recipients)
+            for rcpt in known:
+                self.log.info("delivered before, not sent again", queue_id=qid, rcpt=rcpt)
+            todo = [r for r in recipients if r not in known]
+            out = await self._deliver(qid, todo, req) if todo else {"replies": {}}
+            self.delivered.remember(qid, out["replies"], out.get("remote", {}))
+        for rcpt, (reply, host) in known.items():
+            out["replies"][rcpt] = reply
+            if host:
+                out.setdefault("remote", {})[rcpt] = host
+        return out
+
+    async def _deliver(self, qid: str, recipients: list[str],
+                       req: dict[str, Any]) -> dict[str, Any]:
         message = await asyncio.to_thread(spool.message_path(self.cfg.paths.spool, qid).read_bytes)
         body_8bit, smtputf8 = bool(req.get("body_8bit")), bool(req.get("smtputf8"))
         if req.get("route") != LMTP:

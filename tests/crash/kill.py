@@ -69,16 +69,20 @@ def group_alive(pgid: int) -> bool:
 class Killer:
     """Kills within a Stack (tests/conftest.py); rng decides what and when."""
 
-    def __init__(self, stack, rng: random.Random, daemons=("mtad", "mdad")) -> None:
+    def __init__(self, stack, rng: random.Random, daemons=("mtad", "mdad"),
+                 roles: tuple[str, ...] | None = None) -> None:
         self.stack = stack
         self.rng = rng
         self.daemons = daemons
+        self.roles = roles  # only these ("parent", "queue", ...); None: any
         self.kills: list[Kill] = []
 
     def kill_one(self) -> Kill:
         daemon = self.rng.choice(self.daemons)
         proc = self.stack.procs[daemon]
         targets = {proc.pid: "parent", **children(proc.pid)}
+        if self.roles is not None:
+            targets = {p: r for p, r in targets.items() if r in self.roles}
         pid = self.rng.choice(sorted(targets))
         kill = Kill(time.time(), daemon, targets[pid], pid)
         os.kill(pid, signal.SIGKILL)

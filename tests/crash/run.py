@@ -60,13 +60,16 @@ def kills_in_flight(m, mailbox: str, copies, kills: list[Kill]) -> list[Kill]:
 
 
 def run(stack: Stack, messages: int, clients: int, kills: int, seed: int,
-        say=print, timeout: float = 1800.0) -> Outcome:
-    """Both daemons of stack must be up. Returns the counts once the queue is empty."""
+        say=print, timeout: float = 1800.0, daemons=("mtad", "mdad"),
+        roles: tuple[str, ...] | None = None) -> Outcome:
+    """Both daemons of stack must be up. Returns the counts once the queue is empty.
+
+    daemons and roles narrow what may be killed (Killer)."""
     rng = random.Random(seed)
     started = time.monotonic()
     msgs = make_messages(messages, rng)
     load = Load(msgs, clients, stack.address, PASSWORD)
-    killer = Killer(stack, rng)
+    killer = Killer(stack, rng, daemons, roles)
     # Kill while mail flows: each kill waits for a share of the 250s.
     marks = sorted(rng.uniform(0.05, 0.85) * messages for _ in range(kills))
     failure: list[BaseException] = []

@@ -30,3 +30,18 @@ def test_kill9_during_load_loses_nothing_acknowledged(stack):
     assert rep.lost == 0, rep.lost_pairs
     assert rep.delivered == rep.expected
     assert out.unexplained == [], out.unexplained
+
+
+@pytest.mark.timeout(900)
+def test_kill9_of_the_queue_alone_duplicates_nothing(stack):
+    """The relay outlives a killed queue and remembers what it delivered: the
+    restarted queue's second request for those recipients is answered from
+    that memory, not delivered again (mta/relay/delivered.py)."""
+    out = run(stack, MESSAGES, clients=10, kills=3, seed=int.from_bytes(os.urandom(4)),
+              timeout=600, daemons=("mtad",), roles=("queue",))
+    print("\n".join(out.lines()))
+    rep = out.report
+    assert [k.role for k in out.kills] == ["queue"] * 3
+    assert rep.lost == 0, rep.lost_pairs
+    assert rep.daemon_duplicates == 0, rep.daemon_duplicate_pairs
+    assert "delivered before, not sent again" in stack.log("mtad")
