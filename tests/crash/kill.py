@@ -80,9 +80,16 @@ class Killer:
     def kill_one(self) -> Kill:
         daemon = self.rng.choice(self.daemons)
         proc = self.stack.procs[daemon]
-        targets = {proc.pid: "parent", **children(proc.pid)}
-        if self.roles is not None:
-            targets = {p: r for p, r in targets.items() if r in self.roles}
+        deadline = time.monotonic() + GROUP_GRACE
+        while True:
+            targets = {proc.pid: "parent", **children(proc.pid)}
+            if self.roles is not None:
+                targets = {p: r for p, r in targets.items() if r in self.roles}
+            if targets or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # the child of that role killed last is not back yet
+        if not targets:
+            raise AssertionError(f"no {daemon} process of the roles {self.roles} to kill")
         pid = self.rng.choice(sorted(targets))
         kill = Kill(time.time(), daemon, targets[pid], pid)
         os.kill(pid, signal.SIGKILL)
