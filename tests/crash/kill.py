@@ -52,9 +52,9 @@ def children(parent: int) -> dict[int, str]:
         args = _cmdline(int(entry))
         if "-m" in args:
             module = args[args.index("-m") + 1]
-            # mta.queue.main -> queue, mda.imap.server -> imap, mda.lmtp -> lmtp
-            parts = [p for p in module.split(".") if p not in ("main", "server")]
-            out[int(entry)] = parts[-1]
+            # mta.queue.main -> queue, mda.imap.server -> imap, mda.login.imap -> imap-login
+            parts = [p for p in module.split(".")[1:] if p not in ("main", "server")]
+            out[int(entry)] = "-".join(reversed(parts))
     return out
 
 
