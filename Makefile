@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Touched after a successful install; pip runs again only when pyproject.toml is newer.
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench crashtest clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,12 @@ bench: venv
 	else \
 		echo "no benchmarks yet: they come with a later change"; \
 	fi
+
+# 2000 messages from 20 clients over 25 and 587 while random mtad and mdad
+# processes are killed with kill -9 (6 times), then the counts; options in
+# CRASH_ARGS, e.g. make crashtest CRASH_ARGS='--kills 10 --seed 7'. Run as root.
+crashtest: venv
+	$(PY) -m tests.crash.run --messages 2000 --clients 20 --kills 6 $(CRASH_ARGS)
 
 # Removes development state and caches; keeps .venv.
 clean:

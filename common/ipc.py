@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import socket
@@ -107,8 +108,10 @@ def takes_fds(handler: Callable[[dict[str, Any], list[int]], Awaitable[Any]]) ->
     """Mark a handler that wants the descriptors sent with its request: it is
     called as handler(args, fds) and owns them (closes what it keeps no use for)."""
     # A wrapper carries the mark, so a bound method (which takes no attributes) can be marked too.
-    async def wrapped(args: dict[str, Any], fds: list[int]) -> Any:
-        return await handler(args, fds)
+    # (*a: as a decorator in a class body the wrapper becomes the method, called with self.)
+    @functools.wraps(handler)
+    async def wrapped(*a: Any) -> Any:
+        return await handler(*a)
     wrapped._takes_fds = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]
 

@@ -74,10 +74,11 @@ def _recipients(envelope: Envelope) -> list[Recipient]:
 
 def _failure_reply(rcpt: str, error: BaseException) -> str:
     code = getattr(error, "errno", None)
-    if code == errno.ENOSPC:
+    # A filesystem quota is the vmail user's, shared by every virtual mailbox:
+    # hitting it is the store being full (RFC 3463 4.3.1), not this user's
+    # mailbox, so it is as temporary as a full disk and the MTA keeps the mail.
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return f"452 4.3.1 <{rcpt}> insufficient system storage, try again later"
-    if code == errno.EDQUOT:
-        return f"552 5.2.2 <{rcpt}> mailbox is full"
     return f"451 4.3.0 <{rcpt}> temporary delivery failure, try again later"
 
 

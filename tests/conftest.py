@@ -272,8 +272,7 @@ SYSTEM_USERS = ("mailpair", "mailpair-queue", "mailpair-relay", "vmail", "mailpa
                 "mailpair-auth")
 
 
-@pytest.fixture(scope="session")
-def system_users() -> None:
+def make_system_users() -> None:
     """As root the daemons drop to their own users: make them, as deploy/install.sh does."""
     if os.geteuid() != 0:
         return
@@ -286,18 +285,29 @@ def system_users() -> None:
                             "--home-dir", "/", "--shell", "/usr/sbin/nologin", name], check=True)
 
 
-@pytest.fixture
-def bare_stack(tmp_path: Path, system_users: None) -> Iterator[Stack]:
-    """Configured, with users, but not started."""
-    # Unix socket paths are limited to 108 bytes: keep the root short.
-    root = Path(f"/tmp/mp-{os.getpid()}-{tmp_path.name[-20:]}")
+@pytest.fixture(scope="session")
+def system_users() -> None:
+    make_system_users()
+
+
+def configured_stack(root: Path, log_dir: Path) -> Stack:
+    """A Stack in root (kept short: Unix socket paths), configured, with users and aliases."""
     shutil.rmtree(root, ignore_errors=True)
-    st = Stack(root, tmp_path)
+    st = Stack(root, log_dir)
     st.write_config()
     for u in USERS:
         st.add_user(u)
     st.add_alias("postmaster@example.test: alice@example.test")
     st.add_alias("team@example.test: alice@example.test, bob@example.test")
+    return st
+
+
+@pytest.fixture
+def bare_stack(tmp_path: Path, system_users: None) -> Iterator[Stack]:
+    """Configured, with users, but not started."""
+    # Unix socket paths are limited to 108 bytes: keep the root short.
+    root = Path(f"/tmp/mp-{os.getpid()}-{tmp_path.name[-20:]}")
+    st = configured_stack(root, tmp_path)
     try:
         yield st
     finally:

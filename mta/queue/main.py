@@ -9,6 +9,8 @@ records every recipient's answer in the envelope before anything else.
 Failures that are final, and the end of the queue lifetime, make a DSN to
 the sender (bounce.py); a message leaves the spool only once its DSN is
 queued, so a DSN that meets a full disk is tried again, not lost.
+While the MDA does not answer, local mail waits for it and goes in order
+of arrival once it is back (routes.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from mta.queue.control import Control
 from mta.queue.envelope import DELIVERED, FAILED, LMTP, SMTP, Envelope
 from mta.queue.intake import Intake
 from mta.queue.limits import DomainSlots
+from mta.queue.routes import LmtpRoute
 
 # How long one hand-over to the relay may take before it counts as failed:
 # LMTP to our own MDA, and SMTP, which may try several slow MX hosts.
@@ -59,6 +62,7 @@ class Queue:
         self.smtp_slots = asyncio.Semaphore(cfg.relay.max_connections)
         self.domains = DomainSlots(cfg.relay.max_connections_per_domain)
         self.log = log.get()
+        self.route = LmtpRoute(self._probe, self._release, self._overdue, self.log)
 
     def schedule(self, env: Envelope, when: float) -> None:
         env.next_try = when
@@ -84,6 +88,29 @@ class Queue:
             nrcpt=len(env.recipients), client=env.client, auth_user=env.auth_user,
         )
         self.schedule(env, time.time())
+
+    # -- the LMTP route (routes.py) -----------------------------------------------
+
+    async def _probe(self) -> str | None:
+        reply = await self.relay.call("probe", timeout=120)
+        return None if reply.get("up") else str(reply.get("error"))
+
+    def _release(self, backlog: list[Envelope]) -> None:
+        """Due at once, in the order given: the heap would order equal times by queue id."""
+        now = time.time()
+        for i, env in enumerate(backlog):
+            if env.id in self.envs:  # not deleted by the administrator meanwhile
+                self.schedule(env, now + i * 1e-6)
+
+    def _overdue(self, env: Envelope) -> bool:
+        """Late enough to expire, or to warn its sender, even while it waits for the MDA."""
+        now = time.time()
+        return (now - env.created >= self.cfg.mta.queue_lifetime
+                or scheduler.delay_warning_due(env, now, self.cfg.relay.delay_warning))
+
+    def _waits_for_mda(self, env: Envelope) -> bool:
+        return (self.route.down and bool(env.pending(LMTP)) and not env.pending(SMTP)
+                and not self._overdue(env))
 
     # -- delivery ------------------------------------------------------------
 
@@ -113,7 +140,10 @@ class Queue:
         """Hand one route's (or one domain's) recipients over; record the answers at once."""
         if route == LMTP:
             async with self.lmtp_slots:
+                if self.route.down:
+                    return  # not tried: they stay pending without an attempt
                 replies, remote = await self._hand_over(env, route, None, rcpts)
+            self.route.saw(replies)
         else:
             assert domain is not None
             async with self.domains.slot(domain), self.smtp_slots:
@@ -142,6 +172,12 @@ class Queue:
         failed_now = [r for r in env.recipients
                       if r.state == FAILED and r.address in pending_before]
         now = time.time()
+        if not env.done and self._waits_for_mda(env):
+            env.unreported += [r.address for r in failed_now if r.address not in env.unreported]
+            await self._report_failed(env)
+            await asyncio.to_thread(spool.save, self.root, env)
+            self.route.park(env)
+            return
         if not env.done and not scheduler.reschedule(env, now, self.cfg.mta.retry_schedule,
                                                      self.cfg.mta.queue_lifetime):
             failed_now = [r for r in env.recipients
@@ -240,6 +276,9 @@ class Queue:
                 env = self.envs.get(qid)
                 if env is None or qid in self.inflight or env.next_try != when or env.held:
                     continue  # a stale entry (rescheduled or gone), or held by the admin
+                if self._waits_for_mda(env):
+                    self.route.park(env)
+                    continue
                 await self.active.acquire()
                 self.inflight.add(qid)
                 task = asyncio.create_task(self._run_one(env))
@@ -279,6 +318,7 @@ async def main(ctx: ChildContext) -> None:
         # in flight stays pending in its envelope and is tried after restart.
         await asyncio.wait(q.tasks, timeout=STOP_GRACE)
     runner.cancel()
+    await q.route.close()
     lock.close()
 
 

@@ -3,6 +3,12 @@
 After DATA an LMTP server answers once for every recipient it accepted, in
 RCPT order; this client reads exactly that many replies, so one mailbox's
 failure never passes for another's success.
+
+A failure of the socket itself is told apart in the replies it makes up
+(RFC 3463): 4.4.1, no answer (nobody listening, no greeting, LHLO refused),
+when the MDA is down and the queue should wait for it; 4.4.2, the connection
+was lost during a transaction, when the MDA went away midway (or one
+connection broke) and the message may be tried again at once.
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ from mta.relay.replies import Reply, ReplyParser, dot_stuff
 
 COMMAND_TIMEOUT = 60.0
 DATA_TIMEOUT = 600.0
+NO_ANSWER, CONNECTION_LOST = "4.4.1", "4.4.2"
 
 
 class LMTPError(Exception):
-    pass
+    """status: the enhanced code of the reply it becomes (NO_ANSWER or CONNECTION_LOST)."""
+
+    def __init__(self, message: str, status: str = CONNECTION_LOST) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LMTPConnection:
@@ -55,7 +66,7 @@ class LMTPConnection:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(path, limit=1 << 16), COMMAND_TIMEOUT)
         except (OSError, TimeoutError) as e:
-            raise LMTPError(f"cannot connect to {path}: {e}") from None
+            raise LMTPError(f"cannot connect to {path}: {e or 'timed out'}", NO_ANSWER) from None
         conn = cls(reader, writer)
         try:
             greeting = await conn.read_reply()
@@ -64,9 +75,10 @@ class LMTPConnection:
             lhlo = await conn.command(f"LHLO {hostname}")
             if lhlo.code != 250:
                 raise LMTPError(f"LHLO: {lhlo}")
-        except LMTPError:
+        except LMTPError as e:
             conn.close()
-            raise
+            # Nothing was handed over yet: to the queue this is an MDA not answering.
+            raise LMTPError(str(e), NO_ANSWER) from None
         conn.extensions = {line.split(" ", 1)[0].upper() for line in lhlo.lines[1:]}
         return conn
 
@@ -191,13 +203,27 @@ class LMTPPool:
                 conn.close()
                 conn = None
             for r in recipients:
-                final.setdefault(r, f"451 4.4.1 LMTP to {self.path}: {e}")
+                final.setdefault(r, f"451 {e.status} LMTP to {self.path}: {e}")
         for r in recipients:
-            final.setdefault(r, f"451 4.4.1 LMTP to {self.path}: connection lost")
+            final.setdefault(r, f"451 {CONNECTION_LOST} LMTP to {self.path}: connection lost")
+        self._keep(conn)
+        return final
+
+    async def probe(self) -> str | None:
+        """Whether the MDA answers: None if it greets and takes LHLO, else what went wrong."""
+        try:
+            conn = await LMTPConnection.open(self.path, self.hostname)
+        except LMTPError as e:
+            return str(e)
+        with contextlib.suppress(LMTPError):
+            await conn.command("QUIT")
+        conn.close()
+        return None
+
+    def _keep(self, conn: LMTPConnection | None) -> None:
         if conn is not None:
             if len(self.idle) < self.max_idle and not conn.broken:
                 conn.park()
                 self.idle.append(conn)
             else:
                 conn.close()
-        return final

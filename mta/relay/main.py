@@ -18,6 +18,7 @@ from common.child import ChildContext
 from common.unixchan import close_fds
 from mta.queue import spool
 from mta.queue.envelope import LMTP
+from mta.relay.delivered import Delivered
 from mta.relay.lmtp import LMTPPool
 from mta.relay.outbound import Outbound
 
@@ -27,6 +28,7 @@ class Relay:
         self.cfg = ctx.cfg
         self.lmtp = LMTPPool(str(ctx.cfg.lmtp_socket), ctx.cfg.hostname)
         self.outbound = Outbound(ctx.cfg)
+        self.delivered = Delivered()
         self.log = log.get()
 
     @ipc.takes_fds
@@ -41,6 +43,24 @@ class Relay:
         finally:
             close_fds(fds)
         recipients = [str(r) for r in req["recipients"]]
+        # A message's groups (LMTP, each SMTP domain) have recipients of their
+        # own and go in parallel; only a group asked for twice waits.
+        group = f"{qid}/{req.get('route')}/{req.get('domain') or ''}"
+        async with self.delivered.one_at_a_time(group):
+            known = self.delivered.known(qid, recipients)
+            for rcpt in known:
+                self.log.info("delivered before, not sent again", queue_id=qid, rcpt=rcpt)
+            todo = [r for r in recipients if r not in known]
+            out = await self._deliver(qid, todo, req, message) if todo else {"replies": {}}
+            self.delivered.remember(qid, out["replies"], out.get("remote", {}))
+        for rcpt, (reply, host) in known.items():
+            out["replies"][rcpt] = reply
+            if host:
+                out.setdefault("remote", {})[rcpt] = host
+        return out
+
+    async def _deliver(self, qid: str, recipients: list[str], req: dict[str, Any],
+                       message: bytes) -> dict[str, Any]:
         body_8bit, smtputf8 = bool(req.get("body_8bit")), bool(req.get("smtputf8"))
         if req.get("route") != LMTP:
             domain = str(req.get("domain") or recipients[0].rpartition("@")[2]).lower()
@@ -57,6 +77,11 @@ class Relay:
             self.log.debug("lmtp reply", queue_id=qid, rcpt=rcpt, reply=reply)
         return {"replies": replies}
 
+    async def op_probe(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Whether the MDA answers on the LMTP socket (the queue asks while it waits)."""
+        problem = await self.lmtp.probe()
+        return {"up": problem is None, "error": problem}
+
 
 def read_all(fd: int) -> bytes:
     """The whole message, from the start whatever the descriptor's offset."""
@@ -70,7 +95,7 @@ def read_all(fd: int) -> bytes:
 async def main(ctx: ChildContext) -> None:
     relay = Relay(ctx)
     (sock,) = ctx.sockets["ipc"]
-    server = await ipc.serve(sock, {"deliver": relay.op_deliver})
+    server = await ipc.serve(sock, {"deliver": relay.op_deliver, "probe": relay.op_probe})
     log.get().info("ready", lmtp=str(ctx.cfg.lmtp_socket),
                    smarthost=ctx.cfg.relay.smarthost or None)
     await ctx.stopping.wait()

@@ -293,15 +293,21 @@ class _Taker:
         finally:
             os.close(fd)
 
+    @ipc.takes_fds  # marked in the class body, as the relay's handlers are
+    async def marked(self, args: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        return await self.take(args, fds)
+
 
 async def _bound_method(sock_path: Path, tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"12345")
-    server = await ipc.serve(ipc.bind_unix(sock_path), {"take": ipc.takes_fds(_Taker().take)})
+    server = await ipc.serve(ipc.bind_unix(sock_path), {"take": ipc.takes_fds(_Taker().take),
+                                                         "marked": _Taker().marked})
     client = ipc.Client(sock_path, timeout=5)
     fd = os.open(target, os.O_RDONLY)
     try:
         assert await client.call_fds("take", fds=[fd], who="x") == ({"size": 5, "who": "x"}, [])
+        assert await client.call_fds("marked", fds=[fd], who="y") == ({"size": 5, "who": "y"}, [])
     finally:
         os.close(fd)
         await client.close()

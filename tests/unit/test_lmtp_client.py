@@ -340,7 +340,8 @@ def test_server_closing_midway_through_data_replies(sock_path):
 
     fake, (pool, replies) = run_with(sock_path, body, setup)
     assert replies["first@x.test"] == "250 2.0.0 <first@x.test> delivered"
-    assert replies["second@x.test"].startswith("451 4.4.1 ")
+    # The connection was lost, not refused: 4.4.2 (RFC 3463), not the MDA being down.
+    assert replies["second@x.test"].startswith("451 4.4.2 ")
     assert len(fake.bodies) == 1  # sent once, not retried on another connection
     assert fake.connections == 1
     assert pool.idle == []  # the broken connection is not kept
@@ -490,3 +491,20 @@ def test_bare_lf_and_cr_go_out_as_crlf_lines_dot_stuffed(sock_path):
     assert replies["a@x.test"].startswith("250")
     assert fake.bodies == [b"Subject: t\r\n\r\nsee\r\n..\r\nMAIL FROM:<ceo@bank.example>\r\n"
                            b"..\r\nx\r\n"]
+
+
+# -- probing the MDA ---------------------------------------------------------------------------
+
+
+def test_probe_of_an_answering_mda(sock_path):
+    async def body(f: FakeLMTP):
+        return await LMTPPool(f.path, "mta.test").probe()
+
+    fake, problem = run_with(sock_path, body)
+    assert problem is None
+    assert [c.split(" ")[0] for c in fake.commands] == ["LHLO", "QUIT"]  # no transaction
+
+
+def test_probe_of_nobody_listening(sock_path):
+    problem = asyncio.run(asyncio.wait_for(LMTPPool(sock_path, "mta.test").probe(), TEST_TIMEOUT))
+    assert problem is not None and "cannot connect" in problem

@@ -175,7 +175,7 @@ def test_one_reply_per_recipient_and_one_failure_stays_alone(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("code", "reply"),
     [
-        (errno.EDQUOT, "552 5.2.2 <bob@example.org>"),
+        (errno.EDQUOT, "452 4.3.1 <bob@example.org>"),
         (errno.ENOSPC, "452 4.3.1 <bob@example.org>"),
         (errno.EIO, "451 4.3.0 <bob@example.org>"),
     ],
