@@ -56,7 +56,7 @@ def test_a_parent_domain_key_signs_for_the_host_name(tmp_path):
 
 def test_a_key_made_world_readable_is_refused_though_cached(tmp_path):
     signer, log = Signer(tmp_path), Log()
-    (key,) = keys.generate(tmp_path, "example.test", "a1", algorithms=("rsa",))
+    keys.generate(tmp_path, "example.test", "a1", algorithms=("rsa",))
     assert b"DKIM-Signature" in signer.sign(MSG, log)
     path = keys.key_path(tmp_path, "example.test", "a1", "rsa")
     os.chmod(path, 0o644)  # the mtime stays; the ctime changes
