@@ -68,7 +68,7 @@ class Bounces:
                          original=original, now=now, retry_until=retry_until)
         bounce = Envelope(id=qid, sender="", recipients=await self._route(env.sender),
                           created=now, size=len(data), helo=self.cfg.hostname,
-                          client="127.0.0.1", body_8bit=not data.isascii(),
+                          client="127.0.0.1", dsn_for=env.id, body_8bit=not data.isascii(),
                           smtputf8=not env.sender.isascii())
         await asyncio.to_thread(spool.inject, self.root, bounce, data)
         self.log.info("DSN queued", queue_id=env.id, dsn_id=qid, action=action,

@@ -31,6 +31,8 @@ class Envelope:
     helo: str = ""
     client: str = ""
     auth_user: str | None = None
+    # The queue id of the message this one reports on: a DSN or delay warning of ours.
+    dsn_for: str = ""
     body_8bit: bool = False
     smtputf8: bool = False
     attempts: int = 0
@@ -41,6 +43,11 @@ class Envelope:
     # Failed recipients whose DSN is not queued yet (it met a full disk):
     # the message stays until it is, so no bounce is lost.
     unreported: list[str] = field(default_factory=list)
+
+    @property
+    def ours_to_sign(self) -> bool:
+        """Mail we vouch for with DKIM: from an authenticated user, or our own DSN."""
+        return self.auth_user is not None or bool(self.dsn_for)
 
     def pending(self, route: str | None = None) -> list[Recipient]:
         return [r for r in self.recipients

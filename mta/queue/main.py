@@ -126,7 +126,7 @@ class Queue:
             reply, _ = await self.relay.call_fds(
                 "deliver", fds=[fd], timeout=timeout, id=env.id, route=route, domain=domain,
                 sender=env.sender, recipients=rcpts, body_8bit=env.body_8bit,
-                smtputf8=env.smtputf8,
+                smtputf8=env.smtputf8, sign=route != LMTP and env.ours_to_sign,
             )
             replies = {a: str(t) for a, t in reply["replies"].items()}
             return replies, {a: str(h) for a, h in reply.get("remote", {}).items()}

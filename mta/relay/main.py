@@ -21,6 +21,7 @@ from mta.queue.envelope import LMTP
 from mta.relay.delivered import Delivered
 from mta.relay.lmtp import LMTPPool
 from mta.relay.outbound import Outbound
+from mta.relay.signing import Signer
 
 
 class Relay:
@@ -29,6 +30,7 @@ class Relay:
         self.lmtp = LMTPPool(str(ctx.cfg.lmtp_socket), ctx.cfg.hostname)
         self.outbound = Outbound(ctx.cfg)
         self.delivered = Delivered()
+        self.signer = Signer(ctx.cfg.mta.dkim_keys)
         self.log = log.get()
 
     @ipc.takes_fds
@@ -64,9 +66,12 @@ class Relay:
         body_8bit, smtputf8 = bool(req.get("body_8bit")), bool(req.get("smtputf8"))
         if req.get("route") != LMTP:
             domain = str(req.get("domain") or recipients[0].rpartition("@")[2]).lower()
+            log = self.log.bind(queue_id=qid)
+            if req.get("sign"):
+                # Off the event loop: an RSA signature takes milliseconds, and key files are read.
+                message = await asyncio.to_thread(self.signer.sign, message, log)
             out = await self.outbound.deliver(
-                domain, str(req["sender"]), recipients, message, body_8bit, smtputf8,
-                self.log.bind(queue_id=qid))
+                domain, str(req["sender"]), recipients, message, body_8bit, smtputf8, log)
             for rcpt, reply in out.replies.items():
                 self.log.debug("smtp reply", queue_id=qid, rcpt=rcpt, reply=reply,
                                host=out.remote.get(rcpt))

@@ -197,3 +197,22 @@ def test_a_spool_the_smtp_user_owned_is_taken_over_by_the_queue_user(bare_stack)
     (got,) = stack.wait_messages("bob@example.test", 1, timeout=60)
     assert b"from before" in got
     wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+
+
+def test_the_relay_can_read_the_dkim_keys_smtp_and_the_queue_cannot(bare_stack):
+    stack = bare_stack
+    keydir = stack.root / "etc" / "dkim"
+    keydir.mkdir(mode=0o750)
+    shutil.chown(keydir, "root", RELAY)  # as deploy/install.sh makes it
+    stack.write_config(dkim_keys=str(keydir))
+    r = subprocess.run([sys.executable, "-m", "mta.ctl", "-c", str(stack.config), "dkim",
+                        "keygen", "example.test", "--selector", "k1"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    load = (f"from mta.dkim import keys; "
+            f"assert len(keys.load({str(keydir)!r}, 'example.test', 'k1')) == 2")
+    assert can(RELAY, load), run_as(RELAY, load).stderr
+    for user in (SMTP, QUEUE):
+        assert not can(user, load), user
+        for key in (keydir / "example.test").glob("*.key"):
+            assert not can(user, f"open({str(key)!r}, 'rb').read()"), (user, key)
