@@ -104,6 +104,15 @@ def _check_names(domain: str, selector: str) -> None:
                          f"of the Ed25519 keys' DNS names")
 
 
+def _is_selector(selector: str) -> bool:
+    """A file name's selector we would have made (one left by hand may not be)."""
+    try:
+        _check_names("x", selector)
+    except ValueError:
+        return False
+    return True
+
+
 def key_path(keydir: Path, domain: str, selector: str, algorithm: str) -> Path:
     _check_names(domain, selector)
     if algorithm not in ALGORITHMS:
@@ -253,6 +262,6 @@ def selectors(keydir: Path, domain: str) -> list[str]:
     for p in folder.iterdir():
         for a in ALGORITHMS:
             sel = p.name.removesuffix(f".{a}.key")
-            if sel != p.name and _LABEL.match(sel):
+            if sel != p.name and _is_selector(sel):
                 found.add(sel)
     return sorted(found)

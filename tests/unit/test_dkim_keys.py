@@ -70,6 +70,13 @@ def test_txt_records_are_keys_dkimpy_reads(tmp_path):
         parts = quoted[1:-1].split('" "')
         assert "".join(parts) == text and all(len(p) <= 255 for p in parts)
 
+def test_a_key_file_of_a_refused_selector_is_not_a_selector(tmp_path):
+    keys.generate(tmp_path, "example.org", "s1", ("rsa",))
+    (tmp_path / "example.org" / "s1.rsa.key").rename(
+        tmp_path / "example.org" / "s1-ed25519.rsa.key")
+    assert keys.selectors(tmp_path, "example.org") == []
+
+
 def test_each_algorithm_has_its_own_name(tmp_path):
     # A verifier takes one TXT record of a name: two keys at one name fail half the mail.
     assert keys.txt_name("Example.org", "s1", "rsa") == "s1._domainkey.example.org"
