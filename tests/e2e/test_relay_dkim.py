@@ -95,11 +95,24 @@ def verify_each(net, raw: bytes) -> list[bool]:
     return [dkim.DKIM(raw).verify(idx=i, dnsfunc=dnsfunc) for i in range(len(signatures(raw)))]
 
 
+def only_signature(raw: bytes, keep: int) -> bytes:
+    """The message with its signature number `keep` and no other DKIM-Signature field."""
+    fields = list(re.finditer(rb"^DKIM-Signature:.*\n(?:[ \t].*\n)*", raw, re.M | re.I))
+    for i, m in reversed(list(enumerate(fields))):
+        if i != keep:
+            raw = raw[:m.start()] + raw[m.end():]
+    return raw
+
+
 def verify_opendkim(net, raw: bytes, tmp_path) -> None:
-    """The relay's real output verified by OpenDKIM too (both signatures, one run)."""
-    r = opendkim_testmsg(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), tmp_path,
-                         dict(net.dns.zone))
-    assert (r.returncode, r.stderr) == (0, b""), r
+    """The relay's real output verified by OpenDKIM too, one signature at a time:
+    opendkim-testmsg succeeds when one of several signatures verifies."""
+    raw = raw.replace(b"\r\n", b"\n")
+    for i in range(len(signatures(raw))):
+        one = only_signature(raw, i)
+        assert len(signatures(one)) == 1
+        r = opendkim_testmsg(one.replace(b"\n", b"\r\n"), tmp_path, dict(net.dns.zone))
+        assert (r.returncode, r.stderr) == (0, b""), (i, r)
 
 
 def queue_empty(stack) -> None:
