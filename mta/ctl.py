@@ -241,14 +241,13 @@ def dkim_keygen(config_path: str, domain: str, selector: str | None, force: bool
                    f"{keys.key_path(keydir, domain, selector, k.algorithm)}")
     click.echo("; publish in DNS, then run `mta-ctl dns check " + domain.lower() + "`:")
     for k in made:
-        click.echo(dnsrecords.Record(keys.txt_name(domain, selector), "TXT",
-                                     k.txt_record()).line())
+        click.echo(dnsrecords.Record(k.txt_name(), "TXT", k.txt_record()).line())
 
 
 def selector_records(keydir, domain: str, selector: str | None) -> list[dnsrecords.Record]:
     if selector is None or selector not in keys.selectors(keydir, domain):
         return []
-    return [dnsrecords.Record(keys.txt_name(domain, selector), "TXT", k.txt_record())
+    return [dnsrecords.Record(k.txt_name(), "TXT", k.txt_record())
             for k in keys.load(keydir, domain, selector)]
 
 

@@ -99,8 +99,9 @@ def _srv(cfg: Config, domain: str) -> list[Record]:
 
 
 def _dkim(keydir: Path, domain: str) -> list[Record]:
-    """Both algorithms' records of every selector; keys.DKIMKeyError for an unsafe key."""
-    return [Record(keys.txt_name(domain, selector), "TXT", key.txt_record())
+    """Each key's record of every selector, at its algorithm's name (keys.txt_name);
+    keys.DKIMKeyError for an unsafe key."""
+    return [Record(key.txt_name(), "TXT", key.txt_record())
             for selector in keys.selectors(keydir, domain)
             for key in keys.load(keydir, domain, selector)]
 

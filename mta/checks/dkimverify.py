@@ -11,8 +11,9 @@ Each signature gets one result, as RFC 8601 2.7.1 names them:
 - pass: it verified;
 - fail: the body hash or the signature did not verify (the message changed);
 - permerror: no usable key at <s>._domainkey.<d> (none, or not a key), a key
-  below 1024 bits, rsa-sha1 (RFC 8301 3.1), or a signature dkimpy refuses
-  (a required tag missing, expired, i= outside d=);
+  of another algorithm than a= (as when a domain puts both its keys at one
+  name and the other one's comes first), a key below 1024 bits, rsa-sha1
+  (RFC 8301 3.1), or a signature dkimpy refuses (a required tag missing, expired, i= outside d=);
 - neutral: a signature field that is not a tag list, or that dkimpy fails on
   (one neutral result stands for all when dkimpy cannot read the header at all);
 - temperror: DNS did not answer (timeout, SERVFAIL): asking later may pass.
@@ -102,15 +103,38 @@ def _text(v: bytes | None) -> str:
     return (v or b"").decode("ascii", "replace").strip()
 
 
+def _key_name(tags: dict[bytes, bytes]) -> bytes:
+    return tags.get(b"s", b"") + b"._domainkey." + tags.get(b"d", b"") + b"."
+
+
 def _key_is_unusable(lookup: _Answers, tags: dict[bytes, bytes]) -> str:
     """Why the key record is unusable, or "" when it was fine (so the signature was bad)."""
-    name = tags.get(b"s", b"") + b"._domainkey." + tags.get(b"d", b"") + b"."
+    name = _key_name(tags)
     if name not in lookup.answers:
         return ""
     try:
         dkim.evaluate_pk(name, lookup.answers[name])
     except (dkim.DKIMException, binascii.Error, ValueError, KeyError) as e:
         return f"key {name.decode('ascii', 'replace').rstrip('.')}: {e}"
+    return ""
+
+
+def _key_of_other_algorithm(lookup: _Answers, tags: dict[bytes, bytes]) -> str:
+    """Why the key record's k= does not suit the signature's a=, or "".
+    RFC 6376 6.1.2 step 8 makes that a permanent failure ("inappropriate key
+    algorithm"). It happens when a domain publishes both keys at one name: the
+    first record is the other algorithm's, and dkimpy then fails inside the
+    crypto library (nacl's "signature must be exactly 64 bytes long")."""
+    name = _key_name(tags)
+    record = lookup.answers.get(name)
+    key = _tags(record) if record else None
+    if key is None:
+        return ""
+    k = key.get(b"k", b"rsa").strip().lower()  # rsa is the default (RFC 6376 3.6.1)
+    a = tags.get(b"a", b"").strip().lower().partition(b"-")[0]
+    if a and k != a:
+        return (f"key {name.decode('ascii', 'replace').rstrip('.')} is k={_text(k)}, "
+                f"the signature is a={_text(tags.get(b'a'))}")
     return ""
 
 
@@ -124,19 +148,24 @@ def _result(d: dkim.DKIM, idx: int, tags: dict[bytes, bytes] | None,
         ok = d.verify(idx=idx, dnsfunc=lookup)
     except DNSTempError as e:
         return "temperror", str(e)
-    except dkim.ValidationError as e:
-        if str(e).startswith("body hash mismatch"):
-            return "fail", "body hash did not verify"
-        return "permerror", str(e)
-    except (dkim.KeyFormatError, dkim.UnknownKeyTypeError) as e:
-        return "permerror", str(e)
-    except Exception as e:  # a sender's bytes must never end the check
-        return "neutral", f"signature not verifiable: {e}"
+    except Exception as e:
+        return _refused(lookup, tags, e)
     if ok:
         return "pass", ""
     # dkimpy answers False for a missing or broken key record too: tell them apart.
-    reason = _key_is_unusable(lookup, tags)
+    reason = _key_of_other_algorithm(lookup, tags) or _key_is_unusable(lookup, tags)
     return ("permerror", reason) if reason else ("fail", "signature did not verify")
+
+
+def _refused(lookup: _Answers, tags: dict[bytes, bytes], e: Exception) -> tuple[str, str]:
+    """The result of a signature dkimpy raised on."""
+    if reason := _key_of_other_algorithm(lookup, tags):
+        return "permerror", reason
+    if isinstance(e, dkim.ValidationError) and str(e).startswith("body hash mismatch"):
+        return "fail", "body hash did not verify"
+    if isinstance(e, dkim.ValidationError | dkim.KeyFormatError | dkim.UnknownKeyTypeError):
+        return "permerror", str(e)
+    return "neutral", f"signature not verifiable: {e}"  # a sender's bytes never end the check
 
 
 def verify_sync(message: bytes, fetch: TxtFunc,

@@ -15,9 +15,13 @@ place by rename, so a crash leaves the old key or the new one, never half a key.
 The loader refuses a key any other user may read: a leaked key lets anyone sign
 as the domain, and that is worth a refused start over a silent warning.
 
-The TXT record (RFC 6376 3.6.1, RFC 8463 4): "v=DKIM1; k=rsa; p=<base64 of the
-DER SubjectPublicKeyInfo>" or "v=DKIM1; k=ed25519; p=<base64 of the 32 raw
-public key octets>", at <selector>._domainkey.<domain>.
+The TXT records (RFC 6376 3.6.1, RFC 8463 4): "v=DKIM1; k=rsa; p=<base64 of the
+DER SubjectPublicKeyInfo>" at <selector>._domainkey.<domain>, and "v=DKIM1;
+k=ed25519; p=<base64 of the 32 raw public key octets>" at
+<selector>-ed25519._domainkey.<domain>: one name per algorithm, because a
+verifier takes one TXT record of a name (dkimpy the first), and with both keys
+at one name half the signatures would meet the other algorithm's key and fail.
+The Ed25519 signature's s= is therefore <selector>-ed25519 (dns_selector).
 """
 
 from __future__ import annotations
@@ -33,14 +37,19 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-__all__ = ["ALGORITHMS", "DKIMKey", "DKIMKeyError", "generate", "key_path", "load", "selectors",
-           "share_with_group", "txt_name", "txt_record", "txt_strings"]
+__all__ = ["ALGORITHMS", "DKIMKey", "DKIMKeyError", "dns_selector", "generate", "key_path",
+           "load", "selectors", "share_with_group", "txt_name", "txt_names", "txt_record",
+           "txt_strings"]
 
 ALGORITHMS = ("ed25519", "rsa")  # the file suffixes, in the order we sign
 RSA_BITS = 2048
 MIN_RSA_BITS = 1024  # RFC 8301 3.2: verifiers need not accept less; we refuse to sign with less
 # A selector is one DNS label (RFC 6376 3.1 allows dotted ones; one label keeps file names flat).
 _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+# The Ed25519 key's DNS selector is the selector plus this (see above).
+ED25519_SUFFIX = "-ed25519"
+# So that <selector>-ed25519 is one DNS label too (63 octets at most).
+MAX_SELECTOR = 63 - len(ED25519_SUFFIX)
 _DOMAIN = re.compile(r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 
@@ -71,6 +80,14 @@ class DKIMKey:
                                          serialization.NoEncryption())
         return base64.b64encode(raw)
 
+    @property
+    def dns_selector(self) -> str:
+        """The s= of this key's signature: the label its TXT record is published under."""
+        return dns_selector(self.selector, self.algorithm)
+
+    def txt_name(self) -> str:
+        return txt_name(self.domain, self.selector, self.algorithm)
+
     def txt_record(self) -> str:
         return txt_record(self.algorithm, self.private)
 
@@ -78,8 +95,22 @@ class DKIMKey:
 def _check_names(domain: str, selector: str) -> None:
     if not _DOMAIN.match(domain):
         raise ValueError(f"{domain!r} is not a domain name")
-    if not _LABEL.match(selector):
-        raise ValueError(f"{selector!r} is not a selector (one DNS label: letters, digits, -)")
+    if not _LABEL.match(selector) or len(selector) > MAX_SELECTOR:
+        raise ValueError(f"{selector!r} is not a selector (one DNS label of at most "
+                         f"{MAX_SELECTOR} letters, digits, -)")
+    if selector.lower().endswith(ED25519_SUFFIX):
+        # Its RSA name would be the Ed25519 name of another selector.
+        raise ValueError(f"{selector!r} is not a selector: {ED25519_SUFFIX} is the suffix "
+                         f"of the Ed25519 keys' DNS names")
+
+
+def _is_selector(selector: str) -> bool:
+    """A file name's selector we would have made (one left by hand may not be)."""
+    try:
+        _check_names("x", selector)
+    except ValueError:
+        return False
+    return True
 
 
 def key_path(keydir: Path, domain: str, selector: str, algorithm: str) -> Path:
@@ -89,8 +120,21 @@ def key_path(keydir: Path, domain: str, selector: str, algorithm: str) -> Path:
     return Path(keydir) / domain.lower() / f"{selector}.{algorithm}.key"
 
 
-def txt_name(domain: str, selector: str) -> str:
-    return f"{selector}._domainkey.{domain.lower()}"
+def dns_selector(selector: str, algorithm: str) -> str:
+    """The DNS label of the selector's key of `algorithm`: RSA keeps the selector."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown DKIM key algorithm {algorithm!r}")
+    return selector + ED25519_SUFFIX if algorithm == "ed25519" else selector
+
+
+def txt_name(domain: str, selector: str, algorithm: str) -> str:
+    """Where the selector's key of `algorithm` is published."""
+    return f"{dns_selector(selector, algorithm)}._domainkey.{domain.lower()}"
+
+
+def txt_names(domain: str, selector: str) -> list[str]:
+    """Both algorithms' names, in signing order."""
+    return [txt_name(domain, selector, a) for a in ALGORITHMS]
 
 
 def txt_record(algorithm: str,
@@ -218,6 +262,6 @@ def selectors(keydir: Path, domain: str) -> list[str]:
     for p in folder.iterdir():
         for a in ALGORITHMS:
             sel = p.name.removesuffix(f".{a}.key")
-            if sel != p.name and _LABEL.match(sel):
+            if sel != p.name and _is_selector(sel):
                 found.add(sel)
     return sorted(found)

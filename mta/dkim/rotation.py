@@ -134,8 +134,8 @@ def advance(keydir: Path, rot: Rotation, now: float, new_seen: bool,
             old_gone: bool) -> tuple[Rotation | None, list[str]]:
     """One step, given whether DNS serves the new record and no longer the old one.
     Returns the state to keep (None: done) and what to tell the admin."""
-    new_name = keys.txt_name(rot.domain, rot.new)
-    old_name = keys.txt_name(rot.domain, rot.old) if rot.old else None
+    new_name = " and ".join(keys.txt_names(rot.domain, rot.new))
+    old_name = " and ".join(keys.txt_names(rot.domain, rot.old)) if rot.old else None
     if rot.step == "publish":
         if not new_seen:
             return rot, [f"step 1 of 3: publish the TXT records of {new_name} (below), "
@@ -156,11 +156,11 @@ def advance(keydir: Path, rot: Rotation, now: float, new_seen: bool,
         rot = replace(rot, step="retire", since=now)
     # retire
     if not old_gone:
-        return rot, [f"step 3 of 3: remove the TXT record {old_name} from DNS, "
+        return rot, [f"step 3 of 3: remove the TXT records {old_name} from DNS, "
                      f"then run this again"]
     for a in keys.ALGORITHMS:
         keys.key_path(keydir, rot.domain, rot.old, a).unlink(missing_ok=True)
-    return None, [f"{old_name} is gone from DNS; the old key files are deleted: "
+    return None, [f"{old_name}: gone from DNS; the old key files are deleted: "
                   f"the rotation is done"]
 
 

@@ -3,7 +3,9 @@
 `sign(message, domain, keys)` returns the fields to put on top of the message:
 one signature per key, Ed25519 first then RSA, so a receiver that knows
 ed25519-sha256 (RFC 8463) finds it and one that does not still has rsa-sha256.
-Each signature covers the message as given, not the other signature.
+Each signature covers the message as given, not the other signature. Each
+names its own selector (s=): the Ed25519 key is published at
+<selector>-ed25519 (mta/dkim/keys.py says why).
 
 Canonicalization is relaxed/relaxed (header and body survive the re-folding
 and trailing-space changes that relays make). The signed fields are those of
@@ -52,7 +54,7 @@ def sign(message: bytes, domain: str, keys: Iterable[DKIMKey]) -> bytes:
     out = []
     for key in chosen:
         signer = dkim.DKIM(message, linesep=b"\r\n")
-        out.append(signer.sign(key.selector.encode("ascii"), key.domain.encode("ascii"),
+        out.append(signer.sign(key.dns_selector.encode("ascii"), key.domain.encode("ascii"),
                                key.dkimpy_private(),
                                signature_algorithm=key.signature_algorithm.encode("ascii"),
                                canonicalize=(b"relaxed", b"relaxed"),

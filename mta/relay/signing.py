@@ -106,6 +106,7 @@ class Signer:
                 return message
             self._told_no_key.discard(domain)
             log.info("DKIM-signed", domain=d, selector=found[0].selector,
+                     dns_selectors=[k.dns_selector for k in found],
                      algorithms=[k.algorithm for k in found])
             return fields + message
         if domain not in self._told_no_key:  # once per domain, not per message

@@ -93,17 +93,21 @@ def test_keygen_makes_both_keys_refuses_to_overwrite_and_prints_matching_records
         if os.geteuid() == 0 and relay_gid is not None:
             assert (st.st_uid, st.st_gid) == (0, relay_gid)
     z = dns.zone.from_text(r.stdout, origin=".", relativize=False, check_origin=False)
-    texts = {b"".join(t.strings).decode()
-             for t in z.find_rdataset(f"k1._domainkey.{DOMAIN}.", "TXT")}
+
+    def texts(name: str) -> list[str]:
+        return [b"".join(t.strings).decode() for t in z.find_rdataset(name, "TXT")]
     ed = serialization.load_pem_private_key((folder / "k1.ed25519.key").read_bytes(), None)
     raw = ed.public_key().public_bytes(serialization.Encoding.Raw,
                                        serialization.PublicFormat.Raw)
-    assert f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}" in texts
+    # One record per name: each algorithm has its own selector name.
+    assert texts(f"k1-ed25519._domainkey.{DOMAIN}.") == [
+        f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"]
     rsa = serialization.load_pem_private_key((folder / "k1.rsa.key").read_bytes(), None)
     der = rsa.public_key().public_bytes(serialization.Encoding.DER,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     assert rsa.key_size == 2048
-    assert f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}" in texts
+    assert texts(f"k1._domainkey.{DOMAIN}.") == [
+        f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"]
 
     before = {n: (folder / n).read_bytes() for n in files}
     again = ctl(cfgfile, "dkim", "keygen", DOMAIN, "--selector", "k1")
@@ -134,6 +138,7 @@ def test_check_says_present_missing_and_different_and_exits_accordingly(cfgfile,
     assert set(got.values()) == {"ok"}, r.stdout
     assert got[("PTR", "25.2.0.192.in-addr.arpa")] == "ok"
     assert got[("TXT", f"k1._domainkey.{DOMAIN}")] == "ok"
+    assert got[("TXT", f"k1-ed25519._domainkey.{DOMAIN}")] == "ok"
     assert dnsserver.asked(f"_dmarc.{DOMAIN}", "TXT")
 
     # An optional record missing is reported, and all is still well.
@@ -198,6 +203,7 @@ def test_rotate_walks_publish_seen_switched_and_retired(cfgfile, dnsserver, tmp_
     r = ctl(cfgfile, "dkim", "rotate", DOMAIN, "--selector", "k2", "--keep-days", "3")
     assert r.returncode == 0, r.stderr
     assert "step 1 of 3" in r.stdout and f"k2._domainkey.{DOMAIN}. 3600 IN TXT" in r.stdout
+    assert f"k2-ed25519._domainkey.{DOMAIN}. 3600 IN TXT" in r.stdout
     assert (folder / "k2.rsa.key").exists()
     assert (folder / "active").read_text().strip() == "k1"  # not the unpublished key
     r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
@@ -211,22 +217,28 @@ def test_rotate_walks_publish_seen_switched_and_retired(cfgfile, dnsserver, tmp_
     assert "step 2 of 3" in r.stdout and "mta-ctl reload" in r.stdout, r.stdout
     assert (folder / "active").read_text().strip() == "k2"
     r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
-    assert "step 2 of 3" in r.stdout and f"keep k1._domainkey.{DOMAIN} published" in r.stdout
+    assert "step 2 of 3" in r.stdout and f"k1._domainkey.{DOMAIN} published" in r.stdout
+    assert f"keep k1-ed25519._domainkey.{DOMAIN} and" in r.stdout
 
     state = json.loads((folder / "rotation.json").read_text())
     state["since"] -= 3 * 86400 + 60  # the days to keep the old record are over
     (folder / "rotation.json").write_text(json.dumps(state))
     r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
     assert "step 3 of 3" in r.stdout and f"; remove: k1._domainkey.{DOMAIN}." in r.stdout
+    assert f"; remove: k1-ed25519._domainkey.{DOMAIN}." in r.stdout
     assert (folder / "k1.rsa.key").exists()  # until DNS stops serving it
     r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
     assert "step 3 of 3" in r.stdout
 
     del dnsserver.zone[f"k1._domainkey.{DOMAIN}"]
     r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
+    assert "step 3 of 3" in r.stdout  # the Ed25519 record is still served
+    del dnsserver.zone[f"k1-ed25519._domainkey.{DOMAIN}"]
+    r = ctl(cfgfile, "dkim", "rotate", DOMAIN)
     assert "rotation is done" in r.stdout, r.stdout
     assert sorted(p.name for p in folder.glob("*.key")) == ["k2.ed25519.key", "k2.rsa.key"]
     assert not (folder / "rotation.json").exists()
     records = ctl(cfgfile, "dns", "records").stdout
-    assert "k2._domainkey" in records and "k1._domainkey" not in records
+    assert "k2._domainkey" in records and "k2-ed25519._domainkey" in records
+    assert "k1._domainkey" not in records and "k1-ed25519._domainkey" not in records
     assert ctl(cfgfile, "dns", "check").returncode == 0

@@ -53,7 +53,8 @@ def test_loader_refuses_missing_and_foreign_keys(tmp_path):
         keys.load(tmp_path, "example.org", "s1")
 
 
-@pytest.mark.parametrize("selector", ["../x", "a.b", "", "-a", "a b"])
+@pytest.mark.parametrize("selector", ["../x", "a.b", "", "-a", "a b", "s1-ed25519", "S1-ED25519",
+                                      "a" * 56])
 def test_selector_must_be_one_label(tmp_path, selector):
     with pytest.raises(ValueError):
         keys.generate(tmp_path, "example.org", selector)
@@ -68,4 +69,26 @@ def test_txt_records_are_keys_dkimpy_reads(tmp_path):
         quoted = keys.txt_strings(text)
         parts = quoted[1:-1].split('" "')
         assert "".join(parts) == text and all(len(p) <= 255 for p in parts)
-    assert keys.txt_name("Example.org", "s1") == "s1._domainkey.example.org"
+
+def test_a_key_file_of_a_refused_selector_is_not_a_selector(tmp_path):
+    keys.generate(tmp_path, "example.org", "s1", ("rsa",))
+    (tmp_path / "example.org" / "s1.rsa.key").rename(
+        tmp_path / "example.org" / "s1-ed25519.rsa.key")
+    assert keys.selectors(tmp_path, "example.org") == []
+
+
+def test_each_algorithm_has_its_own_name(tmp_path):
+    # A verifier takes one TXT record of a name: two keys at one name fail half the mail.
+    assert keys.txt_name("Example.org", "s1", "rsa") == "s1._domainkey.example.org"
+    assert keys.txt_name("Example.org", "s1", "ed25519") == "s1-ed25519._domainkey.example.org"
+    assert keys.txt_names("example.org", "s1") == ["s1-ed25519._domainkey.example.org",
+                                                   "s1._domainkey.example.org"]
+    made = keys.generate(tmp_path, "example.org", "s1")
+    assert [(k.dns_selector, k.txt_name()) for k in made] == [
+        ("s1-ed25519", "s1-ed25519._domainkey.example.org"),
+        ("s1", "s1._domainkey.example.org")]
+    # The longest selector still makes a DNS label of its Ed25519 name.
+    longest = "a" * keys.MAX_SELECTOR
+    assert len(keys.dns_selector(longest, "ed25519")) == 63
+    with pytest.raises(ValueError):
+        keys.txt_name("example.org", "s1", "dsa")

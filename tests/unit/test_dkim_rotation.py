@@ -18,13 +18,16 @@ def test_every_step_waits_for_its_condition(tmp_path):
 
     same, says = rotation.advance(tmp_path, rot, 2000, new_seen=False, old_gone=False)
     assert same == rot and "step 1 of 3" in says[0]
+    # Both algorithms' names, each its own (keys.txt_name).
+    assert "b-ed25519._domainkey.example.org and b._domainkey.example.org" in says[0]
     rot, says = rotation.advance(tmp_path, rot, 3000, new_seen=True, old_gone=False)
     assert (rot.step, rot.since) == ("signing", 3000)
     assert rotation.active_selector(tmp_path, D) == "b"
     same, _ = rotation.advance(tmp_path, rot, 3000 + 2 * 86400 - 1, True, True)
     assert same.step == "signing"  # the old record stays until keep_days are over
     rot, says = rotation.advance(tmp_path, rot, 3000 + 2 * 86400, True, False)
-    assert rot.step == "retire" and "remove the TXT record a._domainkey.example.org" in says[0]
+    assert rot.step == "retire" and "remove the TXT records a-ed25519._domainkey.example.org " \
+        "and a._domainkey.example.org" in says[0]
     assert keys.selectors(tmp_path, D) == ["a", "b"]
     done, says = rotation.advance(tmp_path, rot, 9e9, True, True)
     assert done is None and "done" in says[0]

@@ -1,21 +1,15 @@
 """Our DKIM signatures verify with dkimpy and with two independent verifiers from Debian.
 
-OpenDKIM's opendkim-testmsg (opendkim-tools) verifies both algorithms; it asks
-the system's resolver, so it runs in a mount namespace of its own whose
-/etc/resolv.conf names a test DNS server on port 53 of a random loopback
-address. Mail::DKIM (libmail-dkim-perl) takes a resolver object, pointed at the
+OpenDKIM's opendkim-testmsg (opendkim-tools, run by tests/opendkim.py)
+verifies both algorithms. Mail::DKIM (libmail-dkim-perl) takes a resolver object, pointed at the
 test DNS server; Debian 12's version knows rsa-sha256 only and calls the
 Ed25519 signature "unsupported", which a receiver without RFC 8463 should.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import random
 import re
 import shutil
-import socket
 import subprocess
 
 import dkim
@@ -24,6 +18,8 @@ import pytest
 from mta.dkim import keys
 from mta.dkim.sign import sign
 from tests.dnsserver import DNSServer
+from tests.opendkim import missing as _missing
+from tests.opendkim import opendkim_testmsg
 
 MESSAGE = (b"Received: from client.test by mail.example.org; Wed, 2 Dec 2026 10:00:00 +0000\r\n"
            b"From: Alice <alice@example.org>\r\n"
@@ -51,51 +47,8 @@ print join(" ", $_->algorithm, $_->result, $_->result_detail // ""), "\n" for $v
 """
 
 
-def _missing(what: str, install: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} missing under CI (apt-get install {install})")
-    pytest.skip(f"{what} missing: apt-get install {install}")
-
-
-class Port53DNS(DNSServer):
-    """The test DNS server on port 53 of a random 127/8 address, as libc's resolver needs."""
-
-    @staticmethod
-    def _bind() -> tuple[socket.socket, socket.socket]:
-        for _ in range(50):
-            host = "127." + ".".join(str(random.randrange(1, 255)) for _ in range(3))
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                udp.bind((host, 53))
-                tcp.bind((host, 53))
-            except OSError as e:
-                udp.close()
-                tcp.close()
-                if e.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            tcp.listen(16)
-            return udp, tcp
-        raise RuntimeError("no loopback address with port 53 free")
-
-
-def _opendkim(message: bytes, tmp_path, signing_keys) -> subprocess.CompletedProcess:
-    if shutil.which("opendkim-testmsg") is None:
-        _missing("opendkim-testmsg", "opendkim-tools")
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        _missing("unshare as root", "util-linux (and run as root)")
-    dns = Port53DNS().start()
-    try:
-        dns.zone.update(_zone(signing_keys))
-        conf = tmp_path / "resolv.conf"
-        conf.write_text(f"nameserver {dns.udp.getsockname()[0]}\noptions timeout:10\n")
-        script = f"mount --bind {conf} /etc/resolv.conf && exec opendkim-testmsg"
-        return subprocess.run(["unshare", "--mount", "sh", "-c", script], input=message,
-                              capture_output=True, timeout=60)
-    finally:
-        dns.stop()
+def _opendkim(message: bytes, tmp_path, signing_keys):
+    return opendkim_testmsg(message, tmp_path, _zone(signing_keys))
 
 
 def _have_mail_dkim() -> bool:
@@ -112,8 +65,8 @@ def signing_keys(tmp_path_factory):
 
 
 def _zone(signing_keys) -> dict:
-    return {f"{k.selector}-{k.algorithm}._domainkey.example.org":
-            {"TXT": [keys.txt_strings(k.txt_record())]} for k in signing_keys}
+    """Each key at the name of its algorithm (keys.txt_name), as `mta-ctl dns records` says."""
+    return {k.txt_name(): {"TXT": [keys.txt_strings(k.txt_record())]} for k in signing_keys}
 
 
 @pytest.fixture
@@ -127,14 +80,11 @@ def dns(signing_keys):
 
 
 def _keys(signing_keys):
-    # Each algorithm under its own selector, so a verifier finds each key by its name.
-    return [keys.DKIMKey(k.domain, f"s1-{k.algorithm}", k.algorithm, k.private)
-            for k in signing_keys]
+    return list(signing_keys)
 
 
 def _txt(signing_keys):
-    records = {f"s1-{k.algorithm}._domainkey.example.org.".encode(): k.txt_record().encode()
-               for k in signing_keys}
+    records = {f"{k.txt_name()}.".encode(): k.txt_record().encode() for k in signing_keys}
     return lambda name, timeout=5: records.get(name)
 
 

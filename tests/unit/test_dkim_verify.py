@@ -42,7 +42,7 @@ def dns(sender_keys):
         "slow.test": TIMEOUT,
     })
     for k in sender_keys:
-        server.zone[f"s1-{k.algorithm}._domainkey.sender.test"] = {
+        server.zone[k.txt_name()] = {
             "TXT": [keys.txt_strings(k.txt_record())]}
     try:
         yield server
@@ -55,7 +55,7 @@ def _lookup(dns) -> DNSLookup:
 
 
 def _signed(sender_keys, message=MESSAGE, domain="sender.test", selector="s1") -> bytes:
-    ks = [keys.DKIMKey(domain, f"{selector}-{k.algorithm}", k.algorithm, k.private)
+    ks = [keys.DKIMKey(domain, selector, k.algorithm, k.private)
           for k in sender_keys]
     return sign(message, domain, ks) + message
 
@@ -69,7 +69,7 @@ def test_both_signatures_pass_with_their_properties(dns, sender_keys):
     got = results(dns, signed)
     assert [(r.result, r.domain, r.selector, r.algorithm) for r in got] == [
         ("pass", "sender.test", "s1-ed25519", "ed25519-sha256"),
-        ("pass", "sender.test", "s1-rsa", "rsa-sha256")]
+        ("pass", "sender.test", "s1", "rsa-sha256")]
     bvalues = [dkim.util.parse_tag_value(v)[b"b"].decode() for v in
                (signed.split(b"DKIM-Signature:")[1], signed.split(b"DKIM-Signature:")[2])]
     for r, b in zip(got, bvalues, strict=True):
@@ -95,14 +95,14 @@ def test_no_signature_is_none(dns):
 
 
 def test_dns_timeout_is_temperror_and_servfail_too(dns, sender_keys):
-    dns.zone["s1-rsa._domainkey.sender.test"] = TIMEOUT
+    dns.zone["s1._domainkey.sender.test"] = TIMEOUT
     dns.zone["s1-ed25519._domainkey.sender.test"] = SERVFAIL
     got = results(dns, _signed(sender_keys))
     assert [r.result for r in got] == ["temperror", "temperror"]
 
 
 def test_a_missing_or_broken_key_is_permerror(dns, sender_keys):
-    del dns.zone["s1-rsa._domainkey.sender.test"]
+    del dns.zone["s1._domainkey.sender.test"]
     dns.zone["s1-ed25519._domainkey.sender.test"] = {"TXT": ['"v=DKIM1; k=ed25519; p=!!"']}
     got = results(dns, _signed(sender_keys))
     assert [r.result for r in got] == ["permerror", "permerror"]
@@ -148,8 +148,7 @@ def test_a_damaged_signature_is_a_result_never_an_exception(sender_keys, data):
     at = data.draw(st.integers(15, end))
     cut = data.draw(st.integers(0, 40))
     damaged = signed[:at] + data.draw(st.binary(max_size=20)) + signed[at + cut:]
-    records = {f"s1-{k.algorithm}._domainkey.sender.test.".encode(): k.txt_record().encode()
-               for k in sender_keys}
+    records = {f"{k.txt_name()}.".encode(): k.txt_record().encode() for k in sender_keys}
 
     def fetch(qname, timeout=5):
         return records.get(qname)
@@ -164,6 +163,42 @@ def test_signatures_beyond_the_limit_are_not_verified(dns, sender_keys):
     got = results(dns, ed25519 * 30 + one)
     assert len(got) == dkimverify.MAX_SIGNATURES
     assert dns.asked("s1-ed25519._domainkey.sender.test") == 1  # one question per key name
+
+
+def _both_at(dns, sender_keys, name: str, order: tuple[str, ...]) -> None:
+    by = {k.algorithm: keys.txt_strings(k.txt_record()) for k in sender_keys}
+    dns.zone[name] = {"TXT": [by[a] for a in order]}
+
+
+def test_a_key_of_the_other_algorithm_is_permerror_never_an_exception(dns, sender_keys):
+    # RFC 6376 6.1.2 step 8: "inappropriate key algorithm". Each signature finds the
+    # other algorithm's key at its name.
+    _both_at(dns, sender_keys, "s1-ed25519._domainkey.sender.test", ("rsa",))
+    _both_at(dns, sender_keys, "s1._domainkey.sender.test", ("ed25519",))
+    got = results(dns, _signed(sender_keys))
+    assert [(r.algorithm, r.result) for r in got] == [("ed25519-sha256", "permerror"),
+                                                       ("rsa-sha256", "permerror")]
+    assert "is k=rsa, the signature is a=ed25519-sha256" in got[0].reason
+    assert "is k=ed25519, the signature is a=rsa-sha256" in got[1].reason
+
+
+def test_both_keys_at_one_name_pass_or_permerror(dns, sender_keys):
+    # As a domain publishes that puts both keys at one name: we take one record of the
+    # set (RFC 6376 3.6.2.2; DNS gives no order), and a signature that meets the other
+    # algorithm's key gets permerror, never an exception.
+    for name in ("s1-ed25519._domainkey.sender.test", "s1._domainkey.sender.test"):
+        _both_at(dns, sender_keys, name, ("rsa", "ed25519"))
+    for _ in range(4):
+        for r in results(dns, _signed(sender_keys)):
+            assert r.result == "pass" or (
+                r.result == "permerror" and f"the signature is a={r.algorithm}" in r.reason), r
+
+
+def test_a_changed_message_with_a_foreign_key_is_still_a_result(dns, sender_keys):
+    _both_at(dns, sender_keys, "s1-ed25519._domainkey.sender.test", ("rsa",))
+    _both_at(dns, sender_keys, "s1._domainkey.sender.test", ("ed25519",))
+    got = results(dns, _signed(sender_keys).replace(b"Subject: hello", b"Subject: pay now"))
+    assert [r.result for r in got] == ["permerror", "permerror"]
 
 
 def test_b_prefixes_grow_until_unique():
@@ -246,7 +281,7 @@ def test_arc_result_goes_into_the_field(dns, sender_keys, forwarder_key):
 
 
 def test_verification_waits_for_dns_off_the_event_loop(dns, sender_keys):
-    dns.zone["s1-rsa._domainkey.sender.test"] = TIMEOUT
+    dns.zone["s1._domainkey.sender.test"] = TIMEOUT
 
     async def run():
         ticks = 0

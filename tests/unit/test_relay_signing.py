@@ -41,11 +41,12 @@ def test_signs_with_the_active_selector_and_sees_new_keys_at_once(tmp_path):
     keys.generate(tmp_path, "example.test", "a1")
     out = signer.sign(MSG, log)
     assert out.endswith(MSG) and out.count(b"DKIM-Signature:") == 2 and b"s=a1;" in out
+    assert b"s=a1-ed25519;" in out  # the Ed25519 key's own name
     keys.generate(tmp_path, "example.test", "b2")
     rotation.set_active(tmp_path, "example.test", "a1")
     assert b"s=a1;" in signer.sign(MSG, log)
     rotation.set_active(tmp_path, "example.test", "b2")
-    assert b"s=b2;" in signer.sign(MSG, log)
+    assert b"s=b2;" in signer.sign(MSG, log) and b"s=b2-ed25519;" in signer.sign(MSG, log)
 
 
 def test_a_parent_domain_key_signs_for_the_host_name(tmp_path):
