@@ -18,7 +18,7 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges ne
 
 EXPECTED = {
     "mtad": {"smtp": "mailpair", "queue": "mailpair-queue", "relay": "mailpair-relay",
-             "lookup": "mailpair-auth"},
+             "lookup": "mailpair-auth", "autoconfig": "mailpair-web"},
     "mdad": {"lmtp": "vmail", "imap-login": "mailpair-login", "pop3-login": "mailpair-login",
              "imap": "vmail", "pop3": "vmail", "auth": "mailpair-auth"},
 }
