@@ -134,18 +134,13 @@ def test_a_hostile_request_gets_an_error_and_the_process_serves_on(stack):
     assert stack.state("mtad")["children"]["autoconfig"] == pid
 
 
-def test_an_empty_listen_list_starts_no_autoconfig_process(bare_stack):
+def test_an_empty_listen_list_starts_no_autoconfig_process(bare_stack, monkeypatch):
+    import tests.conftest
     bare_stack.write_config(sections={"autoconfig": {"listen": []}})
-    import tests.conftest as c
-    roles = c.MTAD_ROLES
-    c.MTAD_ROLES = tuple(r for r in roles if r != "autoconfig")
-    try:
-        bare_stack.start("mdad")
-        bare_stack.start("mtad")
-    finally:
-        c.MTAD_ROLES = roles
+    monkeypatch.setattr(tests.conftest, "MTAD_ROLES",
+                        tuple(r for r in tests.conftest.MTAD_ROLES if r != "autoconfig"))
+    bare_stack.start("mdad")
+    bare_stack.start("mtad")
     state = bare_stack.state("mtad")
     assert "autoconfig" not in state["children"]
     assert "autoconfig" not in state["listeners"]
-
-

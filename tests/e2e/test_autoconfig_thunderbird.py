@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import PASSWORD, Stack, require_tool
 from tests.e2e.test_autoconfig import fixed_ports
+from tests.e2e.test_deploy import skip_or_fail
 from tests.e2e.thunderbird import Thunderbird
 
 ALICE = "alice@example.test"
@@ -78,7 +79,7 @@ def port_443_free() -> bool:
 @pytest.fixture
 def web443(bare_stack: Stack) -> Stack:
     if not port_443_free():
-        pytest.skip("127.0.0.1:443 is in use: Thunderbird's ISP lookup asks port 443 only")
+        skip_or_fail("127.0.0.1:443 is in use: Thunderbird's ISP lookup asks port 443 only")
     sections = fixed_ports()
     mta = sections.pop("mta")
     sections["autoconfig"] = {"listen": ["127.0.0.1:443"]}
