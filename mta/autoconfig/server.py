@@ -75,18 +75,29 @@ async def main(ctx: ChildContext) -> None:
     assert ctx.tls_pem is not None, "the parent hands the autoconfig process its certificate"
     context = tls.context_from_pem(ctx.tls_pem)
     gate = connlimits.connections(cfg.limits)
+    # Our own count of the requests being answered: Server.wait_closed (3.11) does not
+    # wait for them, and a reload must not cut a client off mid-answer.
+    inflight: set[asyncio.Task] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        inflight.add(task)
+        try:
+            await handle(cfg, gate, reader, writer)
+        finally:
+            inflight.discard(task)
     servers = []
     for sock in ctx.sockets.get("autoconfig", []):
         sock.setblocking(False)
         servers.append(await asyncio.start_server(
-            lambda r, w: handle(cfg, gate, r, w), sock=sock, ssl=context,
-            backlog=LISTEN_BACKLOG, limit=MAX_HEAD + 4))
+            serve, sock=sock, ssl=context, backlog=LISTEN_BACKLOG, limit=MAX_HEAD + 4))
     log.get().info("ready", listeners=len(servers))
     await ctx.stopping.wait()
     for s in servers:
         s.close()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*(s.wait_closed() for s in servers)), STOP_GRACE)
+    if inflight:
+        await asyncio.wait(list(inflight), timeout=STOP_GRACE)
     log.get().info("stopped")
 
 

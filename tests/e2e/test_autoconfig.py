@@ -13,7 +13,7 @@ import pytest
 
 from mta import dnsrecords
 from mta.autoconfig import documents
-from tests.conftest import Stack
+from tests.conftest import Stack, wait_for
 
 
 def free_port() -> int:
@@ -144,3 +144,26 @@ def test_an_empty_listen_list_starts_no_autoconfig_process(bare_stack, monkeypat
     state = bare_stack.state("mtad")
     assert "autoconfig" not in state["children"]
     assert "autoconfig" not in state["listeners"]
+
+
+def test_a_reload_replaces_the_process_and_applies_the_new_configuration(web):
+    from tests.e2e.test_reload_stop import hup_and_wait
+    stack = web
+    old = stack.state("mtad")["children"]["autoconfig"]
+    text = stack.config.read_text().replace('hostname = "mail.example.test"',
+                                            'hostname = "mx.example.test"')
+    stack.config.write_text(text)
+    new = hup_and_wait(stack, "mtad")
+    assert new["autoconfig"] != old
+
+    def advertised() -> str | None:
+        try:
+            _, body = fetch(stack, "/mail/config-v1.1.xml?emailaddress=alice%40example.test")
+        except (urllib.error.URLError, ConnectionError, ssl.SSLError):
+            # A connection the retiring process accepted but had not finished the TLS
+            # handshake of is cut when it exits (the handler, which it waits for, starts
+            # only after the handshake); clients retry.
+            return None
+        return ET.fromstring(body).find("emailProvider/incomingServer/hostname").text
+    # The old process may take a last connection while it retires.
+    wait_for(lambda: advertised() == "mx.example.test", 60, "the new host name served")
