@@ -240,6 +240,19 @@ class POP3Config:
 
 
 @dataclass(frozen=True)
+class AutoconfigConfig:
+    # HTTPS for mail clients' autoconfig/autodiscover and the MTA-STS policy, served by
+    # mtad's autoconfig process; an empty list switches it off.
+    listen: list[str] = field(default_factory=lambda: ["0.0.0.0:443"])
+    # That process runs as this user, with no access to mail, spool or the users file.
+    user: str = "mailpair-web"
+    group: str = "mailpair-web"
+
+    def check(self) -> None:
+        _check_listeners(self, ("listen",))
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     """What keeps one client from starving the others, for every listener.
 
@@ -392,6 +405,7 @@ class Config:
     imap: IMAPConfig = field(default_factory=IMAPConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    autoconfig: AutoconfigConfig = field(default_factory=AutoconfigConfig)
     # Where the file was read from, for messages and for children to re-read.
     source: str = ""
 

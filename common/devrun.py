@@ -51,6 +51,10 @@ def _run_as() -> str:
     return f"user = {_q(user)}\ngroup = {_q(group)}\n"
 
 
+# Thunderbird autoconfig, autodiscover, the Apple profile and the MTA-STS policy over HTTPS.
+AUTOCONFIG_SECTION = '[autoconfig]\nlisten = ["127.0.0.1:1443"]\n'
+
+
 def config_text(var: Path) -> str:
     run_as = _run_as()
     # The queue's and the relay's users too: the whole MTA as the current user.
@@ -102,6 +106,7 @@ plaintext_on_loopback = true
 
 [auth]
 {run_as}
+{AUTOCONFIG_SECTION}{run_as}
 [limits]
 # Connection caps count other addresses, not this machine's own clients.
 exempt_loopback = true
@@ -169,6 +174,12 @@ def prepare(var: Path = VAR) -> Setup:
     if not config_path.exists():
         atomic_write(config_path, config_text(var), mode=0o644)
         print(f"wrote {config_path}")
+    elif "[autoconfig]" not in config_path.read_text(encoding="utf-8"):
+        # Written before there was an autoconfig listener: its default, 443 on all
+        # addresses, is no development port (and needs root to bind).
+        with open(config_path, "a", encoding="utf-8") as f:
+            f.write("\n" + AUTOCONFIG_SECTION)
+        print(f"added [autoconfig] on 127.0.0.1:1443 to {config_path}")
     cfg = config.load(config_path)
     if not cfg.paths.users.is_relative_to(var):
         print(f"note: {config_path} keeps its state outside {var} (was the checkout "
@@ -185,7 +196,7 @@ def prepare(var: Path = VAR) -> Setup:
 
 def _ports_in_use(cfg: config.Config) -> list[str]:
     busy = []
-    for item in cfg.mta.smtp + cfg.mta.submission + cfg.mta.submissions:
+    for item in cfg.mta.smtp + cfg.mta.submission + cfg.mta.submissions + cfg.autoconfig.listen:
         host, port = config.parse_listen(item)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -355,6 +366,8 @@ def banner(setup: Setup, states: dict[str, dict]) -> str:
  submissions   {port("submissions"):<6} implicit TLS, then password login
  POP3          {pop3:<11} STLS (or none, on loopback), implicit TLS; USER/PASS, AUTH PLAIN
  IMAP          {imap:<11} STARTTLS (or none, on loopback), implicit TLS
+ autoconfig    {port("autoconfig"):<6} HTTPS: Thunderbird, Outlook, Apple Mail, MTA-STS; any Host:
+               https://127.0.0.1:{port("autoconfig")}/mail/config-v1.1.xml?emailaddress={DEMO_USER}
  user          {DEMO_USER}
  password      {shown}
  certificate   {cert}

@@ -40,6 +40,7 @@ RELAY_USER=mailpair-relay  # mtad's relay: SMTP out, the only client of the LMTP
 MDA_USER=vmail         # mdad's lmtp (imap, pop3)
 LOGIN_USER=mailpair-login  # mdad's IMAP and POP3 login processes: no access to any mail
 AUTH_USER=mailpair-auth  # mtad's lookup and mdad's auth: the only readers of users/aliases
+WEB_USER=mailpair-web  # mtad's autoconfig (HTTPS): no access to mail, spool or users
 
 usage() {
     sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -235,6 +236,7 @@ ensure_user "$RELAY_USER"
 ensure_user "$MDA_USER"
 ensure_user "$LOGIN_USER"
 ensure_user "$AUTH_USER"
+ensure_user "$WEB_USER"
 
 ensure_dir "$PREFIX" root root 0755
 ensure_dir "$ETC" root root 0755

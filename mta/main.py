@@ -5,6 +5,7 @@
 | queue  | mta.queue_user | the spool (mta.queue_user's, mode 0700)  |
 | relay  | mta.relay_user | reads the messages queue hands it, the LMTP socket, SMTP out, DNS |
 | lookup | auth.user      | the users and aliases files              |
+| autoconfig | autoconfig.user | HTTPS: client set-up, MTA-STS policy; no files |
 
 The internal sockets, in <run>/mta (0711: the sockets' own modes decide):
 
@@ -38,6 +39,10 @@ def relay_creds(cfg: Config) -> tuple[str, str]:
 
 def auth_creds(cfg: Config) -> tuple[str, str]:
     return cfg.auth.user, cfg.auth.group
+
+
+def autoconfig_creds(cfg: Config) -> tuple[str, str]:
+    return cfg.autoconfig.user, cfg.autoconfig.group
 
 
 def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
@@ -78,6 +83,11 @@ def build(cfg: Config) -> tuple[list[Role], dict[str, list]]:
         Role("queue", "mta.queue.main", {"ipc": [queue], "control": [control]}, queue_creds),
         Role("smtp", "mta.smtp", listeners, mta_creds, tls=True),
     ]
+    # Switched off by an empty list: no process at all then.
+    if cfg.autoconfig.listen:
+        web = daemon.bind_listeners({"autoconfig": cfg.autoconfig.listen})
+        roles.append(Role("autoconfig", "mta.autoconfig.server", web, autoconfig_creds, tls=True))
+        listeners |= web
     return roles, listeners
 
 

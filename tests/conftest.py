@@ -28,7 +28,7 @@ from common.passwords import hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse 1"
-MTAD_ROLES = ("lookup", "relay", "queue", "smtp")
+MTAD_ROLES = ("lookup", "relay", "queue", "smtp", "autoconfig")
 USERS = ("alice@example.test", "bob@example.test", "carol@example.test")
 
 
@@ -83,6 +83,7 @@ def config_text(root: Path, relay: dict | None = None, hostname: str = "mail.exa
                 "submissions": ["127.0.0.1:0"], "retry_schedule": [0.5, 1, 2],
                 "max_message_size": 1048576, **mta},
         "relay": dict(relay or NO_DNS),
+        "autoconfig": {"listen": ["127.0.0.1:0"]},
     }
     for name, keys in (sections or {}).items():
         tables.setdefault(name, {}).update(keys)
@@ -269,7 +270,7 @@ class Stack:
 
 
 SYSTEM_USERS = ("mailpair", "mailpair-queue", "mailpair-relay", "vmail", "mailpair-login",
-                "mailpair-auth")
+                "mailpair-auth", "mailpair-web")
 
 
 def make_system_users() -> None:

@@ -193,7 +193,7 @@ def test_install_sh(tmp_path: Path) -> None:
     assert "Next steps" in r.stdout and "systemctl enable --now mda mta" in r.stdout
 
     for name in ("mailpair", "mailpair-queue", "mailpair-relay", "vmail", "mailpair-login",
-                 "mailpair-auth"):
+                 "mailpair-auth", "mailpair-web"):
         for db in ("passwd", "group"):
             got = subprocess.run(["getent", db, name], capture_output=True, text=True)
             assert got.returncode == 0, f"getent {db} {name}"

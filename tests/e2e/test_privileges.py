@@ -18,7 +18,7 @@ root_only = pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges ne
 
 EXPECTED = {
     "mtad": {"smtp": "mailpair", "queue": "mailpair-queue", "relay": "mailpair-relay",
-             "lookup": "mailpair-auth"},
+             "lookup": "mailpair-auth", "autoconfig": "mailpair-web"},
     "mdad": {"lmtp": "vmail", "imap-login": "mailpair-login", "pop3-login": "mailpair-login",
              "imap": "vmail", "pop3": "vmail", "auth": "mailpair-auth"},
 }
@@ -62,13 +62,15 @@ def test_only_the_lookup_processes_can_read_the_users_file(stack):
     shutil.chown(users, "root", "mailpair-auth")
     users.chmod(0o640)
     assert can_read_as(users, "mailpair-auth")
-    for user in ("mailpair", "mailpair-queue", "mailpair-relay"):  # smtp, queue, relay
+    # smtp, queue, relay, autoconfig
+    for user in ("mailpair", "mailpair-queue", "mailpair-relay", "mailpair-web"):
         assert not can_read_as(users, user), user
     assert not can_read_as(users, "vmail")  # lmtp (and imap, pop3)
     assert not can_read_as(users, "mailpair-login")  # imap-login, pop3-login
     # The network-facing children hold no descriptor of it or of the TLS key either.
     secret = {str(users), str(stack.root / "etc" / "key.pem")}
-    for daemon, name in (("mtad", "smtp"), ("mdad", "lmtp"), ("mdad", "imap"), ("mdad", "pop3"),
+    for daemon, name in (("mtad", "smtp"), ("mtad", "autoconfig"), ("mdad", "lmtp"),
+                         ("mdad", "imap"), ("mdad", "pop3"),
                          ("mdad", "imap-login"), ("mdad", "pop3-login")):
         pid = stack.state(daemon)["children"][name]
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -78,6 +80,19 @@ def test_only_the_lookup_processes_can_read_the_users_file(stack):
     with stack.submission("alice@example.test") as s:
         s.sendmail("alice@example.test", ["bob@example.test"], b"Subject: p\r\n\r\nx\r\n")
     stack.wait_messages("bob@example.test", 1)
+
+
+@root_only
+def test_the_autoconfig_process_reaches_no_mail_and_no_spool(stack):
+    # Files anyone could read, but inside the Maildir root and the spool: their directories
+    # keep the autoconfig process's user out.
+    for d, owner in ((stack.root / "mail", "vmail"), (stack.root / "spool", "mailpair-queue")):
+        probe = d / "probe"
+        probe.write_text("x")
+        shutil.chown(probe, owner, owner)
+        probe.chmod(0o644)
+        assert can_read_as(probe, owner)  # the check itself can succeed
+        assert not can_read_as(probe, "mailpair-web"), d
 
 
 @root_only
