@@ -309,6 +309,12 @@ class Client:
             reply, got = await asyncio.wait_for(fut, timeout or self.timeout)
         except (ConnectionError, ChannelError) as e:
             self._pending.pop(seq, None)
+            # A send that failed (EPIPE: the peer was replaced by a reload) can come
+            # before the read loop sees the close: drop the channel here, so a retry
+            # connects anew instead of writing to the dead one again.
+            chan.close()
+            if self._chan is chan:
+                self._chan = None
             raise _Closed(f"{op} to {self.path}: {e}") from None
         except TimeoutError:
             self._pending.pop(seq, None)

@@ -70,11 +70,12 @@ def test_hold_release_show_and_delete(bare_stack):
 
 def test_status_lists_processes_with_their_users(stack):
     st = json.loads(ctl(stack, "status", "--json").stdout)
-    assert set(st["children"]) == {"smtp", "queue", "relay", "lookup"}
+    assert set(st["children"]) == {"smtp", "queue", "relay", "lookup", "autoconfig"}
     if os.geteuid() == 0:
         users = {name: c["user"] for name, c in st["children"].items()}
         assert users == {"smtp": "mailpair", "queue": "mailpair-queue",
-                         "relay": "mailpair-relay", "lookup": "mailpair-auth"}
+                         "relay": "mailpair-relay", "lookup": "mailpair-auth",
+                         "autoconfig": "mailpair-web"}
 
 
 def test_list_shows_the_last_error_and_bounce_returns_the_mail(bare_stack):

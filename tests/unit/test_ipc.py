@@ -317,3 +317,29 @@ async def _bound_method(sock_path: Path, tmp_path: Path) -> None:
 
 def test_a_bound_method_can_take_descriptors(tmp_path: Path) -> None:
     asyncio.run(_bound_method(tmp_path / "t.sock", tmp_path))
+
+
+async def _send_fails(sock_path: Path) -> None:
+    async def echo(args: dict[str, Any]) -> dict[str, Any]:
+        return {"x": args["x"]}
+
+    server = await ipc.serve(ipc.bind_unix(sock_path), {"echo": echo})
+    client = ipc.Client(sock_path, timeout=5)
+    try:
+        assert await client.call("echo", x=1) == {"x": 1}
+        chan = client._chan
+        assert chan is not None
+
+        async def broken(*a: Any) -> None:  # the peer went away; the read loop hasn't seen it
+            raise BrokenPipeError(32, "Broken pipe")
+        chan.send = broken  # type: ignore[method-assign]
+        assert await client.call("echo", idempotent=True, x=2) == {"x": 2}
+        assert client._chan is not chan
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_an_idempotent_call_whose_send_fails_goes_out_on_a_new_connection(tmp_path: Path) -> None:
+    asyncio.run(_send_fails(tmp_path / "t.sock"))
