@@ -17,7 +17,7 @@ import dns.name
 import dns.resolver
 import dns.reversename
 
-from mta.relay.resolver import make_resolver
+from mta.relay.resolver import make_resolver, records
 
 __all__ = ["DNSLookup", "DNSTempError"]
 
@@ -43,22 +43,10 @@ class DNSLookup:
     async def _resolve(self, name: str, rdtype: str) -> list | None:
         self.queries += 1
         try:
-            qname = dns.name.from_text(name)
+            dns.name.from_text(name)
         except dns.exception.DNSException:
             return None  # not a name DNS can carry (a label over 63 octets): it cannot exist
-        try:
-            answer = await self.resolver.resolve(qname, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except dns.resolver.NoAnswer:
-            return []
-        except dns.resolver.LifetimeTimeout:
-            raise DNSTempError(f"{rdtype} lookup of {name} timed out") from None
-        except dns.resolver.NoNameservers:
-            raise DNSTempError(f"{rdtype} lookup of {name} failed (SERVFAIL)") from None
-        except dns.exception.DNSException as e:
-            raise DNSTempError(f"{rdtype} lookup of {name} failed: {e}") from None
-        return list(answer)
+        return await records(self.resolver, name, rdtype, DNSTempError)
 
     async def txt(self, name: str) -> list[str] | None:
         """Each TXT record's strings joined without a separator (RFC 7208 3.3)."""

@@ -58,25 +58,32 @@ def _literal(domain: str) -> str | None:
         return None
 
 
+async def records(res: dns.asyncresolver.Resolver, name: str | dns.name.Name, rdtype: str,
+                  temporary: type[Exception]) -> list | None:
+    """The records, [] when the name exists without them, None when it does not;
+    `temporary` raised for a timeout, SERVFAIL or any other DNS failure (the
+    relay and the inbound checks share this reading of an answer)."""
+    try:
+        answer = await res.resolve(name, rdtype, search=False)
+    except dns.resolver.NXDOMAIN:
+        return None
+    except dns.resolver.NoAnswer:
+        return []
+    except dns.resolver.LifetimeTimeout:
+        raise temporary(f"{rdtype} lookup of {name} timed out") from None
+    except dns.resolver.NoNameservers:
+        raise temporary(f"{rdtype} lookup of {name} failed (SERVFAIL)") from None
+    except dns.exception.DNSException as e:
+        raise temporary(f"{rdtype} lookup of {name} failed: {e}") from None
+    return list(answer)
+
+
 class Resolver:
     def __init__(self, nameservers: list[str], timeout: float) -> None:
         self.dns = make_resolver(nameservers, timeout)
 
     async def _query(self, name: str, rdtype: str) -> list | None:
-        """The records, [] when the name exists without them, None when it does not."""
-        try:
-            answer = await self.dns.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except dns.resolver.NoAnswer:
-            return []
-        except dns.resolver.LifetimeTimeout:
-            raise _TempFailure(f"{rdtype} lookup of {name} timed out") from None
-        except dns.resolver.NoNameservers:
-            raise _TempFailure(f"{rdtype} lookup of {name} failed (SERVFAIL)") from None
-        except dns.exception.DNSException as e:
-            raise _TempFailure(f"{rdtype} lookup of {name} failed: {e}") from None
-        return list(answer)
+        return await records(self.dns, name, rdtype, _TempFailure)
 
     async def addresses(self, host: str) -> tuple[list[str], list[str]] | None:
         """IPv6 and IPv4 addresses of a host; None when the name does not exist."""
