@@ -32,7 +32,7 @@ MTAD_ROLES = ("lookup", "relay", "queue", "smtp", "autoconfig")
 USERS = ("alice@example.test", "bob@example.test", "carol@example.test")
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "condition"):
+def wait_for(cond: Callable[[], object], timeout: float = 60.0, what: str = "condition"):
     """Poll cond until it returns something true; fail the test after timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -151,13 +151,13 @@ class Stack:
                 raise AssertionError(f"{daemon} exited with {proc.returncode}:\n{self.log(daemon)}")
             st = self.state(daemon)
             return st is not None and st["pid"] == proc.pid
-        wait_for(up, 20, f"{daemon} to bind")
+        wait_for(up, 60, f"{daemon} to bind")
         if daemon == "mtad":
-            wait_for(lambda: self._banner(self.address("smtp")), 20, "SMTP banner")
+            wait_for(lambda: self._banner(self.address("smtp")), 60, "SMTP banner")
             # Every child has read the configuration (a test may change it next).
-            wait_for(lambda: self._ready(log, offset, MTAD_ROLES), 20, "mtad's children")
+            wait_for(lambda: self._ready(log, offset, MTAD_ROLES), 60, "mtad's children")
         else:
-            wait_for(lambda: self._banner(str(self.lmtp_socket)), 20, "LMTP banner")
+            wait_for(lambda: self._banner(str(self.lmtp_socket)), 60, "LMTP banner")
 
     @staticmethod
     def _ready(log: Path, offset: int, roles: tuple[str, ...]) -> bool:

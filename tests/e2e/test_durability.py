@@ -31,7 +31,7 @@ def send_numbered(stack, numbers, rcpt="alice@example.test") -> None:
 
 
 def queue_empty(stack):
-    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
 
 
 def test_kill9_mdad_then_restart_delivers_each_waiting_message_once(stack):
@@ -86,13 +86,13 @@ def test_kill9_mtad_under_load_loses_nothing_acknowledged(stack):
 
     t = threading.Thread(target=sender)
     t.start()
-    wait_for(lambda: len(acked) >= 20, 30, "some messages to be accepted")
+    wait_for(lambda: len(acked) >= 20, 60, "some messages to be accepted")
     stack.kill9("mtad")
     stop.set()
     t.join(30)
     assert 20 <= len(acked) < 400
     stack.start("mtad")
-    wait_for(lambda: set(seqs(stack.messages("carol@example.test"))) >= set(acked), 30,
+    wait_for(lambda: set(seqs(stack.messages("carol@example.test"))) >= set(acked), 60,
              "every acknowledged message to arrive")
     queue_empty(stack)
 
@@ -122,14 +122,14 @@ def test_one_failing_mailbox_of_three_is_retried_alone(stack):
                    b"X-Seq: 7\r\n\r\nthree\r\n")
     stack.wait_messages("alice@example.test", 1)
     stack.wait_messages("bob@example.test", 1)
-    (env_name,) = wait_for(lambda: stack.queue_files(), 10, "the message to stay queued")
+    (env_name,) = wait_for(lambda: stack.queue_files(), 60, "the message to stay queued")
     env = json.loads((stack.root / "spool" / "queue" / env_name).read_bytes())
 
     def carol_deferred():
         env = json.loads((stack.root / "spool" / "queue" / env_name).read_bytes())
         states = {r["address"]: r["state"] for r in env["recipients"]}
         return states["carol@example.test"] == "pending" and env["attempts"] >= 1 and env
-    env = wait_for(carol_deferred, 10, "carol to be deferred")
+    env = wait_for(carol_deferred, 60, "carol to be deferred")
     states = {r["address"]: (r["state"], r["last_reply"][:3]) for r in env["recipients"]}
     assert states == {"alice@example.test": ("delivered", "250"),
                       "bob@example.test": ("delivered", "250"),

@@ -30,7 +30,7 @@ def send(s: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
 
 
 def nothing_left(stack) -> None:
-    wait_for(lambda: not list((stack.root / "spool" / "incoming").iterdir()), 20,
+    wait_for(lambda: not list((stack.root / "spool" / "incoming").iterdir()), 60,
              "incoming/ to be empty")
 
 

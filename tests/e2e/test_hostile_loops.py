@@ -120,7 +120,7 @@ def test_a_looping_message_is_bounced_by_the_mta_and_the_others_get_it(stack):
     assert rcpt["Status"] == "5.4.6"
     assert "554 5.4.6 <alice@example.test> mail forwarding loop" in re.sub(
         r"\s+", " ", rcpt["Diagnostic-Code"])
-    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
     assert stack.messages("alice@example.test") == []
 
 

@@ -44,7 +44,7 @@ def test_a_fake_end_of_data_smuggles_no_second_message(stack, fake_end):
     # The would-be commands are lines of alice's message, ended as every line is.
     assert b"\nhello\n" in msg
     assert b"\nMAIL FROM:<ceo@bank.example>\nRCPT TO:<bob@example.test>\nDATA\n" in msg
-    wait_for(lambda: not stack.queue_files(), 20, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
     assert stack.messages("bob@example.test") == []
 
 

@@ -79,6 +79,6 @@ def test_idle_sessions_on_a_big_inbox_share_the_folder(bare_stack: Stack) -> Non
         assert c.append("INBOX", None, None, b"Subject: new\r\n\r\nhi\r\n")[0] == "OK"
     for idler in [first, *idlers]:
         wait_for(lambda i=idler: i.file.readline() == b"* %d EXISTS\r\n" % (COUNT + 1),
-                 10, "EXISTS in IDLE")
+                 60, "EXISTS in IDLE")
     for idler in [first, *idlers]:
         idler.close()

@@ -565,7 +565,7 @@ def test_new_mail_while_selected_is_announced_and_fetchable(stack):
 
     def arrived():
         return any(r[1] == b"EXISTS" and r[0] == 1 for r in c.noop()[1])
-    wait_for(arrived, 15, "EXISTS 1")
+    wait_for(arrived, 60, "EXISTS 1")
     env = c.fetch([1], ["ENVELOPE"])[1][b"ENVELOPE"]
     assert env.subject == b"fresh"
     assert env.from_[0].host == b"example.net"

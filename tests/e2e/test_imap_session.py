@@ -239,5 +239,5 @@ def test_idle_before_login_is_refused(stack):
     s.sendall(b"a IDLE\r\n")
     assert f.readline().startswith(b"a BAD")
     s.sendall(b"b NOOP\r\n")
-    assert wait_for(lambda: f.readline().startswith(b"b OK"), 5, "NOOP after a refused IDLE")
+    assert wait_for(lambda: f.readline().startswith(b"b OK"), 60, "NOOP after a refused IDLE")
     s.close()

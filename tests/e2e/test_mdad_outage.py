@@ -56,7 +56,7 @@ def test_mdad_down_mail_waits_and_arrives_in_order_of_arrival(bare_stack):
     with stack.smtp() as s:
         s.sendmail("s@remote.test", ["alice@example.test"], b"X-Seq: 0\r\n\r\nbefore\r\n")
     stack.wait_messages("alice@example.test", 1)
-    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
 
     stack.kill9("mdad")  # its socket file stays: connecting is refused
     down_at = time.monotonic()
@@ -107,10 +107,10 @@ def test_mail_waiting_for_a_dead_mdad_still_expires(bare_stack):
     with stack.smtp() as s:
         s.sendmail("s@remote.test", ["alice@example.test"], b"X-Seq: 1\r\n\r\nlate\r\n")
     (qid,) = [n.removesuffix(".env") for n in stack.queue_files()]
-    wait_for(lambda: "waiting for the mda" in stack.log("mtad"), 30, "it to wait")
+    wait_for(lambda: "waiting for the mda" in stack.log("mtad"), 60, "it to wait")
     # Its lifetime runs out while the route is down: it expires and its sender
     # gets a bounce (queued for remote.test), as for any other late message.
     wait_for(lambda: re.search(rf"\] expired .*queue_id={qid}", stack.log("mtad")), 60,
              "the message to expire")
-    wait_for(lambda: f"{qid}.env" not in stack.queue_files(), 30, "it to leave the queue")
+    wait_for(lambda: f"{qid}.env" not in stack.queue_files(), 60, "it to leave the queue")
     assert "lmtp route up" not in stack.log("mtad")

@@ -92,7 +92,7 @@ def test_list_shows_the_last_error_and_bounce_returns_the_mail(bare_stack):
     def deferred():
         (m,) = json.loads(ctl(stack, "queue", "list", "--json").stdout)
         return m["attempts"] >= 1 and m
-    m = wait_for(deferred, 20, "a first attempt")
+    m = wait_for(deferred, 60, "a first attempt")
     assert m["last_error"].startswith("451 4.4.3")
     out = ctl(stack, "queue", "list").stdout
     assert "-Queue ID-" in out and m["id"] in out and "<alice@example.test>" in out

@@ -152,10 +152,10 @@ def test_a_dead_child_is_restarted_and_service_goes_on(stack):
     old = stack.state("mtad")["children"]["smtp"]
     os.kill(old, 9)
     new = wait_for(lambda: (p := stack.state("mtad")["children"].get("smtp")) != old and p,
-                   20, "a new smtp process")
+                   60, "a new smtp process")
     assert new != old
     assert "child died, restarting" in stack.log("mtad")
-    wait_for(lambda: stack._banner(("127.0.0.1", stack.port("smtp"))), 20, "the banner again")
+    wait_for(lambda: stack._banner(("127.0.0.1", stack.port("smtp"))), 60, "the banner again")
     with stack.smtp() as s:
         s.sendmail("s@remote.test", ["alice@example.test"], b"Subject: r\r\n\r\nx\r\n")
     stack.wait_messages("alice@example.test", 1)

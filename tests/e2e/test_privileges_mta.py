@@ -48,7 +48,7 @@ def queued_envelope(stack):
     """A message that waits in the queue: for another domain, with no DNS to find it."""
     with stack.submission("alice@example.test") as s:
         s.sendmail("alice@example.test", ["someone@remote.test"], b"Subject: w\r\n\r\nx\r\n")
-    (name,) = wait_for(stack.queue_files, 30, "the message in the queue")
+    (name,) = wait_for(stack.queue_files, 60, "the message in the queue")
     return stack.root / "spool" / "queue" / name
 
 
@@ -175,7 +175,7 @@ def test_each_child_holds_only_its_own_sockets_and_files(stack):
         if name == "queue":
             # The spool is the queue's; but a message's descriptor lives only
             # as long as its hand-over to the relay: none is left of one delivered.
-            wait_for(lambda p=pid: not any(delivered in f for f in file_paths(p)), 30,
+            wait_for(lambda p=pid: not any(delivered in f for f in file_paths(p)), 60,
                      "the delivered message's descriptor to be closed")
         else:
             # Not even a message smtp wrote or the relay read: those were handed and closed.
@@ -196,7 +196,7 @@ def test_a_spool_the_smtp_user_owned_is_taken_over_by_the_queue_user(bare_stack)
     stack.start("mtad")
     (got,) = stack.wait_messages("bob@example.test", 1, timeout=60)
     assert b"from before" in got
-    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
 
 
 def test_the_relay_can_read_the_dkim_keys_smtp_and_the_queue_cannot(bare_stack):

@@ -20,7 +20,7 @@ def send(stack, rcpts: list[str], subject: str, sender: str = ALICE) -> None:
 
 
 def queue_empty(stack) -> None:
-    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
 
 
 def parse_dsn(raw: bytes) -> tuple[email.message.Message, list[dict[str, str]], str]:
@@ -82,7 +82,7 @@ def test_a_bounce_is_never_bounced(net):
     # The DSN for nobody goes to ghost@remote.test, who does not exist either:
     # that DSN fails too, and nothing answers it.
     send(sender, [NOBODY], "ghost", sender="ghost@remote.test")
-    wait_for(lambda: "no DSN for a message with the null sender" in sender.log("mtad"), 30,
+    wait_for(lambda: "no DSN for a message with the null sender" in sender.log("mtad"), 60,
              "the failed DSN to be logged")
     queue_empty(sender)
     refused = [line for line in sender.log("mtad").splitlines()
@@ -96,7 +96,7 @@ def test_null_sender_failure_makes_no_new_message(net):
     sender = net.start_sender()
     net.start_remote()
     send(sender, [NOBODY], "null", sender="<>")
-    wait_for(lambda: "no DSN for a message with the null sender" in sender.log("mtad"), 30,
+    wait_for(lambda: "no DSN for a message with the null sender" in sender.log("mtad"), 60,
              "the suppressed DSN in the log")
     queue_empty(sender)
     assert "DSN queued" not in sender.log("mtad")
@@ -126,7 +126,7 @@ def test_delay_warning_is_sent_once(net):
     assert "Will-Retry-Until" in rcpt and "Subject: slow" in headers
     # More rounds fail, and no second warning comes.
     start = sender.log("mtad").count("deferred")
-    wait_for(lambda: sender.log("mtad").count("deferred") >= start + 4, 20, "more attempts")
+    wait_for(lambda: sender.log("mtad").count("deferred") >= start + 4, 60, "more attempts")
     assert len(sender.messages(ALICE)) == 1
     net.start_remote()
     net.remote.wait_messages(ROB, 1)

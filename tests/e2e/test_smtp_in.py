@@ -45,13 +45,13 @@ def test_port25_delivers_to_a_local_user_with_headers(stack):
     # Every log line about this message names it. mdad logs the delivery
     # after its 250: the file can be there before the line is.
     assert f"queue_id={qid}" in stack.log("mtad")
-    wait_for(lambda: f"queue_id={qid}" in stack.log("mdad"), 10, "mdad's delivery log line")
+    wait_for(lambda: f"queue_id={qid}" in stack.log("mdad"), 60, "mdad's delivery log line")
     stack_queue_empty(stack)
 
 
 def stack_queue_empty(stack):
     from tests.conftest import wait_for
-    wait_for(lambda: not stack.queue_files(), 10, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
 
 
 def test_submission_587_starttls_auth_delivers(stack):

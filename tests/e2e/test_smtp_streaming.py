@@ -88,7 +88,7 @@ def test_kill9_mid_data_loses_nothing_acknowledged_and_delivers_no_half(bare_sta
     s = open_data(stack, "alice@example.test")
     s.sock.sendall(b"X-Seq: 2\r\n\r\n" + b"HALF A MESSAGE\r\n" * 20000)
     incoming = stack.root / "spool" / "incoming"
-    wait_for(lambda: any(p.stat().st_size > 100_000 for p in incoming.glob("*.msg")), 30,
+    wait_for(lambda: any(p.stat().st_size > 100_000 for p in incoming.glob("*.msg")), 60,
              "the half message to be on its way to the spool")
     stack.kill9("mtad")
     s.close()
@@ -99,7 +99,7 @@ def test_kill9_mid_data_loses_nothing_acknowledged_and_delivers_no_half(bare_sta
         assert s.sendmail("s@remote.test", ["alice@example.test"],
                           b"X-Seq: 3\r\n\r\naccepted after\r\n") == {}
     msgs = stack.wait_messages("alice@example.test", 2, timeout=30)
-    wait_for(lambda: not stack.queue_files(), 30, "the queue to empty")
+    wait_for(lambda: not stack.queue_files(), 60, "the queue to empty")
     msgs = stack.messages("alice@example.test")
     assert len(msgs) == 2
     assert b"accepted before" in b"".join(msgs) and b"accepted after" in b"".join(msgs)
@@ -145,6 +145,6 @@ def test_a_sender_silent_in_the_middle_of_data_is_cut_off(bare_stack):
         assert f.read() == b""  # closed by the server, no reply: nothing was promised
         assert time.monotonic() - started < 60
     incoming = stack.root / "spool" / "incoming"
-    wait_for(lambda: not list(incoming.iterdir()), 30, "the partial file to be removed")
+    wait_for(lambda: not list(incoming.iterdir()), 60, "the partial file to be removed")
     assert stack.queue_files() == []
     assert stack.messages("alice@example.test") == []

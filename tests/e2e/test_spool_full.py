@@ -104,7 +104,7 @@ def test_below_the_reserve_mail_is_refused_at_mail_from_and_after_the_data(small
         s.putcmd("data")
         assert s.getreply()[0] == 354
         s.send(body[: len(body) // 2])
-        wait_for(lambda: list((stack.root / "spool" / "incoming").iterdir()), 30,
+        wait_for(lambda: list((stack.root / "spool" / "incoming").iterdir()), 60,
                  "the message file to be opened")
         filler.fill()
         s.send(body[len(body) // 2:] + b".\r\n")
@@ -139,7 +139,7 @@ def test_a_bounce_that_meets_a_full_spool_is_sent_once_there_is_room(small_spool
     # What waited is delivered from a full spool; its removal frees a little.
     (carol,) = stack.wait_messages("carol@example.test", 1, timeout=60)
     assert b"to carol" in carol
-    wait_for(lambda: len(stack.queue_files()) == 1, 30, "carol's copy to leave the queue")
+    wait_for(lambda: len(stack.queue_files()) == 1, 60, "carol's copy to leave the queue")
     filler.fill()
     wait_for(lambda: "DSN not written" in stack.log("mtad"), 60, "the DSN to meet the full disk")
     # Rounds later the message is still there, its DSN owed, and new mail is refused.

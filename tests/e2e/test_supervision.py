@@ -27,7 +27,7 @@ def fatal_lines(log: str) -> list[str]:
 def test_a_child_that_can_no_longer_start_stops_mdad(bare_stack) -> None:
     st = bare_stack
     st.start("mdad")
-    wait_for(lambda: st._ready(st.logs["mdad"], 0, MDAD_ROLES), 30, "mdad's children")
+    wait_for(lambda: st._ready(st.logs["mdad"], 0, MDAD_ROLES), 60, "mdad's children")
     # The children read the configuration again at each start; the parent does not.
     st.config.chmod(0)
     imap = st.state("mdad")["children"]["imap"]
@@ -88,7 +88,7 @@ def test_mdad_on_an_interpreter_its_children_cannot_run_exits_with_the_reason(
 def test_a_reload_whose_children_cannot_read_the_configuration_stops_mdad(stack) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs children that run as another user than the parent")
-    wait_for(lambda: stack._ready(stack.logs["mdad"], 0, MDAD_ROLES), 30, "mdad's children")
+    wait_for(lambda: stack._ready(stack.logs["mdad"], 0, MDAD_ROLES), 60, "mdad's children")
     stack.config.chmod(0o600)  # the parent (root) reads it; vmail and mailpair-auth can't
     proc = stack.procs["mdad"]
     proc.send_signal(signal.SIGHUP)

@@ -165,7 +165,7 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
     assert tb.run(ADD_ACCOUNT, stack.port(tb.listener), PASSWORD, certificate_base64(stack),
                   tb.listener == "imaps") == 0
     shown = wait_for(lambda: (rows := tb.listing("INBOX")) and len(rows) == 3 and rows,
-                     30, "Thunderbird's message list")
+                     60, "Thunderbird's message list")
     assert [(r["subject"], r["author"]) for r in shown] == [
         ("note 1", "Bob <bob@example.net>"), ("note 2", "Bob <bob@example.net>"),
         ("café menu", "Bob <bob@example.net>")]
@@ -180,21 +180,21 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
 
     tb.run(MARK_FLAG_DELETE, "note 1", "note 2", "café menu")
     wait_for(lambda: other.flags("INBOX") == {"note 1": {"\\Seen"}, "note 2": {"\\Flagged"}},
-             30, "Thunderbird's read, flag and delete on the server")
+             60, "Thunderbird's read, flag and delete on the server")
     assert other.flags("Trash") == {"=?utf-8?q?caf=C3=A9?= menu": set()}
 
     # Another client answers one, then mail arrives, each while Thunderbird
     # sits in IDLE (it enters IDLE a moment after its last command).
-    wait_for(tb.idling, 30, "Thunderbird in IDLE")
+    wait_for(tb.idling, 60, "Thunderbird in IDLE")
     other.c.select("INBOX")
     other.c.store("2", "+FLAGS", "(\\Answered)")
     wait_for(lambda: {r["subject"]: r for r in tb.listing("INBOX")}["note 2"]["replied"],
-             30, "the answer flag in Thunderbird")
-    wait_for(tb.idling, 30, "Thunderbird in IDLE again")
+             60, "the answer flag in Thunderbird")
+    wait_for(tb.idling, 60, "Thunderbird in IDLE again")
     with smtplib.LMTP(str(stack.lmtp_socket), timeout=30) as lmtp:
         lmtp.sendmail("bob@example.net", [ALICE], message(4, "arrived later"))
     rows = wait_for(lambda: (rows := {r["subject"]: r for r in tb.listing("INBOX")})
-                    and "arrived later" in rows and rows, 30, "the delivery in Thunderbird")
+                    and "arrived later" in rows and rows, 60, "the delivery in Thunderbird")
     assert rows["note 1"]["read"] and rows["note 2"]["flagged"] and rows["note 2"]["replied"]
     assert not rows["arrived later"]["read"]
     assert tb.got_in_idle(r"^\* 2 FETCH \(.*\\Answered"), "the flag was not pushed in IDLE"
@@ -212,7 +212,7 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
     def caught_up() -> bool:
         rows = {r["subject"]: r for r in tb.listing("INBOX")}
         return rows["note 1"]["flagged"] and not rows["note 2"]["flagged"]
-    wait_for(caught_up, 30, "Thunderbird to catch up after logging in again")
+    wait_for(caught_up, 60, "Thunderbird to catch up after logging in again")
     resyncs = [c for c in tb.commands() if "CHANGEDSINCE" in c.upper()]
     assert bool(resyncs) == tb.condstore, resyncs
 
@@ -220,17 +220,17 @@ def test_thunderbird_works_a_mailbox_over_starttls(bare_stack: Stack, thunderbir
              "Message-ID: <d1@example.test>\r\n\r\nUnfinished.\r\n")
     tb.run(SAVE_DRAFT, draft)
     wait_for(lambda: other.flags("Drafts") == {"draft one": {"\\Draft", "\\Seen"}},
-             30, "the draft on the server")
+             60, "the draft on the server")
 
     tb.run('accountServer().rootFolder.createSubfolder("Projects", win.msgWindow);')
     wait_for(lambda: "Projects" in other.folders() and tb.run('return !!folder("Projects");'),
-             30, "Thunderbird's new folder")
+             60, "Thunderbird's new folder")
     tb.run('folder("Projects").rename("Work", win.msgWindow);')
     wait_for(lambda: "Work" in other.folders() and "Projects" not in other.folders(),
-             30, "Thunderbird's rename")
+             60, "Thunderbird's rename")
 
     tb.run('folder("Trash").emptyTrash(null);')
-    wait_for(lambda: other.flags("Trash") == {}, 30, "an empty Trash")
+    wait_for(lambda: other.flags("Trash") == {}, 60, "an empty Trash")
     assert set(other.flags("INBOX")) == {"note 1", "note 2", "arrived later"}
 
     commands = [c.split(" ", 1)[0].upper() for c in tb.commands()]
@@ -301,7 +301,7 @@ def test_thunderbird_sends_over_submission_and_fetches_over_pop3(bare_stack: Sta
     tb = thunderbird
     cert = certificate_base64(stack)
     assert tb.run(ADD_ACCOUNT, stack.port("imap"), PASSWORD, cert) == 0
-    wait_for(lambda: tb.run('return !!folder("Sent");'), 30, "Thunderbird's folder list")
+    wait_for(lambda: tb.run('return !!folder("Sent");'), 60, "Thunderbird's folder list")
     tb.run(ADD_SMTP, stack.port("submission"), PASSWORD, cert)
 
     outgoing = (f"From: Alice <{ALICE}>\r\nTo: bob@example.test\r\n"
@@ -313,7 +313,7 @@ def test_thunderbird_sends_over_submission_and_fetches_over_pop3(bare_stack: Sta
     assert delivered.endswith(b"\n\nHello Bob.\n")  # Maildir files end lines in LF
     assert b"Message-ID: <tb1@example.test>" in delivered
     # mtad offers AUTH only after STARTTLS, so a submission by alice means both happened.
-    wait_for(lambda: "auth_user=alice@example.test" in stack.log("mtad"), 10, "the queue's log")
+    wait_for(lambda: "auth_user=alice@example.test" in stack.log("mtad"), 60, "the queue's log")
     # Thunderbird's own SMTP log: STARTTLS before AUTH, and no 4xx or 5xx answer.
     smtp = tb.output.read_text(errors="replace")
     assert '"C: STARTTLS"' in smtp and '"C: AUTH PLAIN ' in smtp
@@ -322,11 +322,11 @@ def test_thunderbird_sends_over_submission_and_fetches_over_pop3(bare_stack: Sta
     # Its copy in Sent, appended over IMAP.
     other = Observer(stack)
     wait_for(lambda: other.flags("Sent") == {"=?utf-8?q?gr=C3=BC=C3=9Fe?= from Thunderbird":
-                                             {"\\Seen"}}, 30, "the copy in Sent")
+                                             {"\\Seen"}}, 60, "the copy in Sent")
 
     status, fetched = tb.run(POP3_FETCH, "bob@example.test", stack.port("pop3"), PASSWORD, cert)
     assert status == 0
     assert fetched == [["grüße from Thunderbird", f"Alice <{ALICE}>"]]
     # Fetched and deleted (DELE, then QUIT): nothing is left on the server.
-    wait_for(lambda: stack.messages("bob@example.test") == [], 10, "an empty maildrop")
+    wait_for(lambda: stack.messages("bob@example.test") == [], 60, "an empty maildrop")
     assert "deleted=1" in stack.log("mdad")

@@ -125,7 +125,7 @@ def test_a_full_disk_mid_message_answers_452_after_the_end_and_leaves_nothing(
     assert asyncio.run(scenario()) == "452 4.3.1 Insufficient system storage, try again later"
     assert len(writes) == 3  # after the first failure nothing more is tried
     assert q.calls == ["open", "discard"]  # never committed
-    wait_for(lambda: listing(root, "incoming") == [], 10, "the partial file to go")
+    wait_for(lambda: listing(root, "incoming") == [], 60, "the partial file to go")
     assert listing(root, "queue") == []
 
 
@@ -133,7 +133,7 @@ def test_too_many_hops_refuses_and_leaves_nothing(root: Path) -> None:
     inc = make(root, FakeQueue(root))
     header = b"Received: a\r\nDelivered-To: b@x\r\nReceived: c\r\nRECEIVED: d\r\n"
     assert asyncio.run(receive(inc, header, [b"\r\nbody\r\n"])) == "554 5.4.6 Too many hops"
-    wait_for(lambda: listing(root, "incoming") == [], 10, "the file to go")
+    wait_for(lambda: listing(root, "incoming") == [], 60, "the file to go")
 
 
 def test_a_queue_that_does_not_answer_gives_451_and_the_files_go(root: Path) -> None:
@@ -141,7 +141,7 @@ def test_a_queue_that_does_not_answer_gives_451_and_the_files_go(root: Path) -> 
     inc = make(root, q)
     reply = asyncio.run(receive(inc, HEADER, [b"\r\nbody\r\n"]))
     assert reply.startswith("451 4.3.0")
-    wait_for(lambda: listing(root, "incoming") == [], 10, "the files to go")
+    wait_for(lambda: listing(root, "incoming") == [], 60, "the files to go")
 
 
 def test_submission_adds_the_missing_fields_at_the_end_of_the_header(root: Path) -> None:
