@@ -29,6 +29,7 @@ from email.utils import formatdate
 from common import ipc, log
 from common.msgheader import Header
 from common.unixchan import close_fds
+from mta.checks.authresults import remove_claiming
 from mta.queue.envelope import Envelope
 from mta.queue.intake import storage_reply
 
@@ -102,14 +103,17 @@ class DropFile:
 
 class Incoming:
     def __init__(self, env: Envelope, queue: ipc.Client, *, rcpts: list[str],
-                 hop_limit: int, complete_for: str | None, listener: str) -> None:
-        """`complete_for`: our hostname, on submission, for the fields it adds."""
+                 hop_limit: int, complete_for: str | None, listener: str,
+                 authserv: str) -> None:
+        """`complete_for`: our hostname, on submission, for the fields it adds;
+        `authserv`: our authserv-id, which no incoming Authentication-Results may claim."""
         self.env = env
         self.rcpts = rcpts
         self.queue = queue
         self.hop_limit = hop_limit
         self.complete_for = complete_for
         self.listener = listener
+        self.authserv = authserv
         self.file: DropFile | None = None
         self.log = log.get()
         self._buf = bytearray()
@@ -140,7 +144,14 @@ class Incoming:
         if hops > self.hop_limit:
             self._note["hops"] = hops  # for the log line of discard()
             return HOPS_REPLY
-        self._buf += header.raw
+        raw = header.raw
+        if header.has("authentication-results"):
+            # RFC 8601 5: a field from outside claiming our authserv-id would
+            # pass for our own verdict in the user's filters; it goes.
+            raw = remove_claiming(raw, self.authserv)
+            if len(raw) != len(header.raw):
+                self.log.info("removed Authentication-Results claiming our authserv-id")
+        self._buf += raw
         if self.complete_for is not None:
             self._buf += missing_fields(header, self.env.id, self.complete_for)
         await self._maybe_flush()

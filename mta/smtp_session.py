@@ -125,6 +125,7 @@ class Handler:
             hop_limit=self.cfg.limits.hop_count, listener=self.kind,
             # RFC 6409 8: a submission server completes what a client left out.
             complete_for=None if self.kind == MX else self.cfg.hostname,
+            authserv=self.cfg.hostname,
         )
         try:
             refused = await incoming.open(

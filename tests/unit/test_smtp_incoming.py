@@ -63,7 +63,7 @@ def make(root: Path, queue: FakeQueue, complete: bool = False) -> smtp_incoming.
                                          route=LMTP)])
     return smtp_incoming.Incoming(env, queue, rcpts=["a@example.org"], hop_limit=3,
                                   complete_for="mx.example.org" if complete else None,
-                                  listener="smtp")
+                                  listener="smtp", authserv="mx.example.org")
 
 
 HEADER = b"Received: one\r\nSubject: s\r\n"
