@@ -44,8 +44,11 @@ for (const [host, port] of trusted) {
   overrides.rememberValidityOverride(host, port, {},
     certdb.constructX509FromBase64(certificate), false);
 }
-const config = await FetchConfig.fromISP(address.split("@")[1], address,
-                                         new AbortController().signal);
+// Thunderbird 140 ESR takes callbacks; later releases return a promise and take a signal.
+const domain = address.split("@")[1];
+const config = FetchConfig.fromISP.length >= 4
+  ? await new Promise((ok, fail) => FetchConfig.fromISP(domain, address, ok, fail))
+  : await FetchConfig.fromISP(domain, address, new AbortController().signal);
 const side = s => ({type: s.type, hostname: s.hostname, port: s.port, socketType: s.socketType,
                     username: s.username, auth: s.auth});
 const found = {source: config.subSource, incoming: side(config.incoming),
